@@ -1,0 +1,136 @@
+/**
+ * `meshlet demo`: a whole mesh on loopback with one command. Two greeter instances, each behind its own
+ * sidecar process, a frontend sidecar whose upstream "greeter" is discovered from a file catalog, and
+ * a client loop calling through it and printing which instance answered. Ctrl-C stops everything.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startGreeter } from './services/greeter.ts';
+
+const MAIN = new URL('../sidecar/main.ts', import.meta.url).pathname;
+
+/** Asks the OS for a free loopback port. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function startSidecar(name: string, configPath: string, quiet: boolean): ChildProcess {
+  const child = spawn(process.execPath, [MAIN, 'sidecar', '--config', configPath], { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'] });
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && signal === null) process.stderr.write(`sidecar ${name} exited with code ${code}\n`);
+  });
+  return child;
+}
+
+async function waitReady(adminPort: number, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${adminPort}/ready`);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`sidecar with admin port ${adminPort} not ready after ${timeoutMs} ms`);
+}
+
+/** Runs the demo until Ctrl-C (or `--requests N` calls); resolves with the exit code. */
+export async function runDemo(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { requests: { type: 'string' }, interval: { type: 'string', default: '500' }, verbose: { type: 'boolean', default: false } } });
+  const maxRequests = values.requests ? Number(values.requests) : Infinity;
+  const dir = await mkdtemp(join(tmpdir(), 'meshlet-demo-'));
+  const children: ChildProcess[] = [];
+  const stops: Array<() => Promise<void>> = [];
+  const catalogPath = join(dir, 'catalog.yaml');
+
+  const instances = [];
+  for (const instance of ['greeter-1', 'greeter-2']) {
+    const appPort = await freePort();
+    const inbound = await freePort();
+    const admin = await freePort();
+    stops.push(await startGreeter(instance, appPort));
+    const config = {
+      service: { name: 'greeter', port: appPort },
+      inbound: { address: '127.0.0.1', port: inbound },
+      admin: { port: admin },
+      logging: { level: 'warn', accessLog: false },
+    };
+    const path = join(dir, `${instance}.json`);
+    await writeFile(path, JSON.stringify(config, null, 2));
+    children.push(startSidecar(instance, path, !values.verbose));
+    instances.push({ instance, inbound, admin });
+  }
+  await writeFile(catalogPath, `services:\n  greeter:\n${instances.map((i) => `    - { address: 127.0.0.1, port: ${i.inbound} }`).join('\n')}\n`);
+
+  const frontendAdmin = await freePort();
+  const upstreamPort = await freePort();
+  const frontendConfig = {
+    service: { name: 'frontend', port: await freePort() },
+    inbound: { address: '127.0.0.1', port: await freePort() },
+    admin: { port: frontendAdmin },
+    upstreams: [{ name: 'greeter', port: upstreamPort, balancer: 'round_robin' }],
+    discovery: { file: { path: catalogPath } },
+    logging: { level: 'warn', accessLog: false },
+  };
+  const frontendPath = join(dir, 'frontend.json');
+  await writeFile(frontendPath, JSON.stringify(frontendConfig, null, 2));
+  children.push(startSidecar('frontend', frontendPath, !values.verbose));
+
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+    await Promise.all(stops.map((stop) => stop()));
+    await rm(dir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => void shutdown());
+  process.once('SIGTERM', () => void shutdown());
+
+  try {
+    await Promise.all([...instances.map((i) => waitReady(i.admin)), waitReady(frontendAdmin)]);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    await shutdown();
+    return 1;
+  }
+  process.stdout.write(
+    `Meshlet demo mesh is up on loopback:\n` +
+      `  greeter-1, greeter-2   each behind a sidecar (inbound ${instances.map((i) => i.inbound).join(', ')})\n` +
+      `  frontend sidecar       upstream "greeter" on 127.0.0.1:${upstreamPort}, discovered from ${catalogPath}\n` +
+      `  admin API              http://127.0.0.1:${frontendAdmin}/endpoints\n` +
+      `Calling http://127.0.0.1:${upstreamPort}/hello through the mesh (Ctrl-C to stop):\n`,
+  );
+
+  let failures = 0;
+  for (let n = 1; n <= maxRequests && !stopping; n++) {
+    const started = performance.now();
+    try {
+      const res = await fetch(`http://127.0.0.1:${upstreamPort}/hello`);
+      const body = (await res.json()) as { instance?: string; error?: string };
+      const ms = (performance.now() - started).toFixed(1);
+      process.stdout.write(`#${n} ${res.status} answered by ${body.instance ?? `meshlet (${body.error})`} in ${ms} ms\n`);
+      if (!res.ok) failures++;
+    } catch (err) {
+      failures++;
+      process.stdout.write(`#${n} failed: ${(err as Error).message}\n`);
+    }
+    if (n < maxRequests) await new Promise((r) => setTimeout(r, Number(values.interval)));
+  }
+  await shutdown();
+  return failures === 0 ? 0 : 1;
+}

@@ -1,0 +1,38 @@
+import type { Sidecar } from '../sidecar.ts';
+import { redactSecrets, sendJson } from './server.ts';
+
+/** /ready, /live, /config, /endpoints and POST /shutdown. */
+export function registerCoreRoutes(sidecar: Sidecar): void {
+  const { admin } = sidecar;
+  admin.route('GET', '/live', (_req, res) => sendJson(res, 200, { live: true }));
+  admin.route('GET', '/ready', (_req, res) => {
+    const ready = sidecar.state === 'serving';
+    sendJson(res, ready ? 200 : 503, { ready, state: sidecar.state });
+  });
+  admin.route('GET', '/config', (_req, res) => sendJson(res, 200, redactSecrets(sidecar.config)));
+  admin.route('GET', '/endpoints', (_req, res) => {
+    const now = Date.now();
+    const upstreams: Record<string, unknown> = {};
+    for (const [name, cluster] of sidecar.clusters) {
+      upstreams[name] = {
+        service: cluster.service,
+        discovered: cluster.discovered,
+        endpoints: cluster.endpoints.map((s) => ({
+          address: s.endpoint.address,
+          port: s.endpoint.port,
+          weight: s.weight,
+          tags: s.endpoint.tags,
+          state: !s.healthy ? 'unhealthy' : s.ejectedUntil > now ? 'ejected' : 'healthy',
+          activeRequests: s.active,
+          ...(s.ejectedUntil > now ? { ejectedUntil: new Date(s.ejectedUntil).toISOString() } : {}),
+        })),
+      };
+    }
+    sendJson(res, 200, { upstreams, providers: sidecar.registry.providerStatus() });
+  });
+  admin.route('POST', '/shutdown', (_req, res) => {
+    // Jobs end by calling this when their work is done (the sidecar would otherwise outlive them).
+    sendJson(res, 202, { shuttingDown: true });
+    setImmediate(() => void sidecar.stop());
+  });
+}

@@ -1,0 +1,71 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from '../telemetry/logger.ts';
+import { listen } from '../listeners/listen.ts';
+
+export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
+
+/** Sends a JSON response. */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** A tiny router for the admin API; features register their own routes. */
+export class AdminServer {
+  readonly server: Server;
+  readonly #routes = new Map<string, AdminHandler>();
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+    this.server = createServer((req, res) => void this.#dispatch(req, res));
+  }
+
+  /** Registers `handler` for `METHOD /path`. */
+  route(method: string, path: string, handler: AdminHandler): void {
+    this.#routes.set(`${method} ${path}`, handler);
+  }
+
+  async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const handler = this.#routes.get(`${req.method} ${url.pathname}`);
+    if (!handler) {
+      const allowed = [...this.#routes.keys()].filter((k) => k.endsWith(` ${url.pathname}`));
+      if (allowed.length > 0) sendJson(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
+      else sendJson(res, 404, { error: `no admin route ${url.pathname}`, routes: [...this.#routes.keys()].sort() });
+      return;
+    }
+    try {
+      await handler(req, res, url);
+    } catch (err) {
+      this.#log.error({ err, path: url.pathname }, 'admin handler failed');
+      if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
+      else res.destroy();
+    }
+  }
+
+  listen(port: number, address: string): Promise<number> {
+    return listen(this.server, port, address);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+const SECRET_KEY = /token|secret|password|passphrase|private|^key$/i;
+
+/** Deep copy with every secret-looking field replaced, for showing config over the admin API. */
+export function redactSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecrets);
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEY.test(k) && v !== undefined && v !== null ? '[redacted]' : redactSecrets(v);
+    return out;
+  }
+  return value;
+}

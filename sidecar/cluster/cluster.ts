@@ -1,0 +1,148 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import { Pool } from 'undici';
+import type { Picker, PickContext } from '../balancer/types.ts';
+import type { Endpoint } from '../discovery/types.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { EndpointState } from './endpoint-state.ts';
+
+/** How connections to an endpoint are opened; the security layer swaps in mTLS here. */
+export interface ClusterTransport {
+  /** `https:` origins make undici speak TLS through `connect`; plain `http:` otherwise. */
+  readonly scheme: 'http' | 'https';
+  /** undici `connect` option for the endpoint's pool (TLS options or a custom connector). */
+  connectOptions(endpoint: Endpoint): Pool.Options['connect'];
+  /** Opens a raw stream to the endpoint for L4 proxying (plain TCP, or TLS for mTLS peers). */
+  openSocket(endpoint: Endpoint): Socket;
+}
+
+export const PLAINTEXT_TRANSPORT: ClusterTransport = {
+  scheme: 'http',
+  connectOptions: () => undefined,
+  openSocket: (endpoint) => netConnect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true }),
+};
+
+export interface ClusterOptions {
+  /** Upstream name, used in logs, metrics and errors. */
+  readonly name: string;
+  /** Discovered service name. */
+  readonly service: string;
+  readonly picker: Picker;
+  readonly connectTimeoutMs: number;
+  readonly poolIdleMs: number;
+  readonly maxConnectionsPerEndpoint: number;
+  readonly transport?: ClusterTransport;
+  readonly log: Logger;
+}
+
+/** The endpoints of one upstream, their live state, their connection pools and the picker over them. */
+export class Cluster {
+  readonly name: string;
+  readonly service: string;
+  readonly #options: ClusterOptions;
+  #states: EndpointState[] = [];
+  readonly #pools = new Map<string, Pool>();
+  #transport: ClusterTransport;
+  /** Set once discovery delivered anything, so "no endpoints" can be told from "not known yet". */
+  discovered = false;
+
+  constructor(options: ClusterOptions) {
+    this.name = options.name;
+    this.service = options.service;
+    this.#options = options;
+    this.#transport = options.transport ?? PLAINTEXT_TRANSPORT;
+  }
+
+  /** All endpoints with their state (available or not). */
+  get endpoints(): readonly EndpointState[] {
+    return this.#states;
+  }
+
+  /** Applies a new endpoint set, keeping the state (and pooled connections) of endpoints that remain. */
+  setEndpoints(endpoints: readonly Endpoint[]): void {
+    this.discovered = true;
+    const previous = new Map(this.#states.map((s) => [s.key, s]));
+    const next: EndpointState[] = [];
+    for (const ep of endpoints) {
+      const existing = previous.get(ep.key);
+      if (existing) {
+        existing.endpoint = ep;
+        previous.delete(ep.key);
+        next.push(existing);
+      } else {
+        next.push(new EndpointState(ep));
+      }
+    }
+    for (const gone of previous.values()) this.#closePool(gone.key);
+    this.#states = next;
+    this.#options.picker.update(next);
+  }
+
+  /** Picks an available endpoint, or undefined when none can take traffic. */
+  pick(ctx: PickContext, now = Date.now()): EndpointState | undefined {
+    const states = this.#states;
+    let available: EndpointState[] | undefined;
+    for (let i = 0; i < states.length; i++) {
+      if (states[i]!.isAvailable(now)) continue;
+      // Slow path only when something is unavailable: most picks see a fully healthy set.
+      available = states.filter((s) => s.isAvailable(now));
+      break;
+    }
+    const candidates = available ?? states;
+    if (candidates.length === 0) return undefined;
+    return this.#options.picker.pick(candidates, ctx);
+  }
+
+  /** The connection pool for an endpoint, created on first use. */
+  pool(state: EndpointState): Pool {
+    let pool = this.#pools.get(state.key);
+    if (!pool) {
+      const { address, port } = state.endpoint;
+      const host = address.includes(':') ? `[${address}]` : address;
+      pool = new Pool(`${this.#transport.scheme}://${host}:${port}`, {
+        connections: this.#options.maxConnectionsPerEndpoint,
+        connectTimeout: this.#options.connectTimeoutMs,
+        keepAliveTimeout: this.#options.poolIdleMs,
+        keepAliveMaxTimeout: this.#options.poolIdleMs,
+        connect: this.#transport.connectOptions(state.endpoint),
+        // Timeouts are enforced by the proxy layer, which knows the route's budget.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+      });
+      this.#pools.set(state.key, pool);
+    }
+    return pool;
+  }
+
+  /** Opens an L4 stream to an endpoint with the cluster's transport. */
+  openSocket(state: EndpointState): Socket {
+    return this.#transport.openSocket(state.endpoint);
+  }
+
+  /** Switches how new connections are made (e.g. after a certificate rotation); existing pools drain. */
+  setTransport(transport: ClusterTransport): void {
+    this.#transport = transport;
+    for (const key of [...this.#pools.keys()]) this.#closePool(key);
+  }
+
+  #closePool(key: string): void {
+    const pool = this.#pools.get(key);
+    if (!pool) return;
+    this.#pools.delete(key);
+    // close() lets in-flight requests finish; new requests get a fresh pool.
+    pool.close().catch((err: unknown) => this.#options.log.debug({ err, endpoint: key }, 'pool close failed'));
+  }
+
+  /** Closes every pool, waiting for in-flight requests. */
+  async close(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(pools.map((p) => p.close()));
+  }
+
+  /** Immediately destroys every pooled connection. */
+  async destroy(): Promise<void> {
+    const pools = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(pools.map((p) => p.destroy()));
+  }
+}

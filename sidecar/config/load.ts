@@ -1,0 +1,108 @@
+import { readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { meshError, type MeshletError } from '../errors.ts';
+import { configSchema, type MeshletConfig } from './schema.ts';
+
+/** Formats a path like ['upstreams', 1, 'port'] as `upstreams[1].port`. */
+export function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+function valueAt(input: unknown, path: ReadonlyArray<PropertyKey>): { found: boolean; value: unknown } {
+  let cur: unknown = input;
+  for (const key of path) {
+    if (cur === null || typeof cur !== 'object' || !(key in (cur as object))) return { found: false, value: undefined };
+    cur = (cur as Record<PropertyKey, unknown>)[key];
+  }
+  return { found: true, value: cur };
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const text = JSON.stringify(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}
+
+/** Turns zod issues into one line each: `field.path: message, got VALUE (file)`. */
+export function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>, input: unknown, source: string): string[] {
+  return issues.map((issue) => {
+    const where = formatPath(issue.path);
+    if (issue.code === 'unrecognized_keys') {
+      return `${where}: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')} (${source})`;
+    }
+    const { found, value } = valueAt(input, issue.path);
+    const got = found ? `, got ${describeValue(value)}` : ', but it is missing';
+    return `${where}: ${issue.message}${got} (${source})`;
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
+}
+
+function crossFieldIssues(config: MeshletConfig, source: string): string[] {
+  const problems: string[] = [];
+  const names = new Map<string, number>();
+  const ports = new Map<string, string>();
+  const claim = (where: string, address: string, port: number) => {
+    if (port === 0) return;
+    const key = `${address}:${port}`;
+    const prior = ports.get(key);
+    if (prior) problems.push(`${where}: port ${port} is already used by ${prior} (${source})`);
+    else ports.set(key, where);
+  };
+  claim('inbound.port', config.inbound.address, config.inbound.port);
+  claim('admin.port', config.admin.address, config.admin.port);
+  config.upstreams.forEach((upstream, i) => {
+    const prior = names.get(upstream.name);
+    if (prior !== undefined) problems.push(`upstreams[${i}].name: "${upstream.name}" is already the name of upstreams[${prior}] (${source})`);
+    else names.set(upstream.name, i);
+    claim(`upstreams[${i}].port`, upstream.address, upstream.port);
+  });
+  return problems;
+}
+
+/** Validates a parsed config object; throws MESH_ERR_CONFIG_INVALID listing every problem. */
+export function validateConfig(input: unknown, source = 'config'): Readonly<MeshletConfig> {
+  const result = configSchema.safeParse(input);
+  const problems = result.success ? crossFieldIssues(result.data, source) : formatIssues(result.error.issues, input, source);
+  if (!result.success || problems.length > 0) throw configError(problems);
+  return deepFreeze(result.data);
+}
+
+function configError(problems: string[]): MeshletError {
+  const err = meshError('CONFIG_INVALID', `invalid configuration:\n  ${problems.join('\n  ')}`);
+  (err as MeshletError & { problems: string[] }).problems = problems;
+  return err;
+}
+
+/** Parses YAML or JSON text (YAML is a superset; JSON files get JSON's stricter errors). */
+export function parseConfigText(text: string, file: string): unknown {
+  try {
+    return file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw meshError('CONFIG_INVALID', `${basename(file)}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, err);
+  }
+}
+
+/** Reads, parses and validates a config file into a frozen snapshot. */
+export async function loadConfigFile(file: string): Promise<Readonly<MeshletConfig>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw meshError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`, err);
+  }
+  return validateConfig(parseConfigText(text, file), basename(file));
+}

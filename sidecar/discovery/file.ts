@@ -1,0 +1,100 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, resolve } from 'node:path';
+import { z } from 'zod';
+import { formatIssues, parseConfigText } from '../config/load.ts';
+import { endpointSchema } from '../config/schema.ts';
+import { serviceName } from '../config/fields.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { makeEndpoint, type CatalogSnapshot, type DiscoveryProvider, type Endpoint, type ProviderStatus } from './types.ts';
+
+const catalogSchema = z.strictObject({
+  services: z.record(serviceName(), z.array(endpointSchema)).describe('service name -> its endpoints'),
+});
+
+/** Editors save in bursts (truncate, write, rename); wait for the burst to settle before reading. */
+const SETTLE_MS = 50;
+
+/**
+ * A YAML/JSON catalog file of services and endpoints, watched for changes. A broken edit is logged
+ * and ignored: the last good catalog stays in force until the file is fixed.
+ */
+export class FileProvider implements DiscoveryProvider {
+  readonly name = 'file';
+  readonly #path: string;
+  readonly #log: Logger;
+  #watcher: FSWatcher | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #status: ProviderStatus = { provider: 'file', state: 'starting' };
+  #emit: ((snapshot: CatalogSnapshot) => void) | undefined;
+  #lastText: string | undefined;
+
+  constructor(path: string, log: Logger) {
+    this.#path = resolve(path);
+    this.#log = log.child({ provider: 'file', file: this.#path });
+  }
+
+  async start(emit: (snapshot: CatalogSnapshot) => void): Promise<void> {
+    this.#emit = emit;
+    // Watch the directory, not the file: atomic saves replace the inode and a file watch would go deaf.
+    this.#watcher = watch(dirname(this.#path), (_event, name) => {
+      if (name === null || name === basename(this.#path)) this.#scheduleReload();
+    });
+    this.#watcher.on('error', (err) => this.#log.error({ err }, 'catalog watch failed'));
+    await this.reload();
+  }
+
+  #scheduleReload(): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.reload(), SETTLE_MS);
+  }
+
+  /** Reads the file now and emits it if it changed and is valid. */
+  async reload(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.#path, 'utf8');
+    } catch (err) {
+      this.#fail(`cannot read catalog: ${(err as Error).message}`);
+      return;
+    }
+    if (text === this.#lastText) return;
+    let services: Map<string, Endpoint[]>;
+    try {
+      services = this.#parse(text);
+    } catch (err) {
+      this.#fail((err as Error).message);
+      return;
+    }
+    this.#lastText = text;
+    this.#status = { provider: this.name, state: 'ok', lastUpdate: new Date().toISOString() };
+    this.#log.info({ services: services.size }, 'catalog loaded');
+    this.#emit?.({ provider: this.name, services });
+  }
+
+  #parse(text: string): Map<string, Endpoint[]> {
+    const source = basename(this.#path);
+    const raw = parseConfigText(text, this.#path);
+    const result = catalogSchema.safeParse(raw ?? {});
+    if (!result.success) throw new Error(`invalid catalog:\n  ${formatIssues(result.error.issues, raw, source).join('\n  ')}`);
+    const services = new Map<string, Endpoint[]>();
+    for (const [name, endpoints] of Object.entries(result.data.services)) services.set(name, endpoints.map((ep) => makeEndpoint(ep)));
+    return services;
+  }
+
+  #fail(message: string): void {
+    const state = this.#status.state === 'starting' ? 'starting' : 'degraded';
+    if (this.#status.lastError !== message) this.#log.error(message);
+    this.#status = { ...this.#status, state, lastError: message };
+  }
+
+  status(): ProviderStatus {
+    return this.#status;
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#watcher?.close();
+    this.#emit = undefined;
+  }
+}

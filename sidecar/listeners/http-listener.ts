@@ -1,0 +1,100 @@
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { SecureContextOptions, TlsOptions } from 'node:tls';
+import { meshError } from '../errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { listen, waitUntil } from './listen.ts';
+
+export interface HttpListenerOptions {
+  readonly name: string;
+  readonly maxRequestHeadBytes: number;
+  /** Client connections silent this long are closed; 0 disables. */
+  readonly idleTimeoutMs: number;
+  /** When set, the listener speaks TLS with these options (mTLS: requestCert + rejectUnauthorized). */
+  readonly tls?: TlsOptions;
+  readonly log: Logger;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * An HTTP/1.1 (or HTTPS) listener that answers malformed requests itself (400, 431), counts requests in
+ * flight, and drains: on close it stops accepting, lets in-flight requests finish, then cuts the rest.
+ */
+export class HttpListener {
+  readonly name: string;
+  readonly server: Server | HttpsServer;
+  readonly #log: Logger;
+  #inFlight = 0;
+  #closing = false;
+
+  constructor(options: HttpListenerOptions, handler: Handler) {
+    this.name = options.name;
+    this.#log = options.log;
+    const serverOptions = {
+      maxHeaderSize: options.maxRequestHeadBytes,
+      // The proxy enforces its own timeouts; Node's 5-minute request timeout would cut long uploads.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: 5_000,
+      noDelay: true,
+    };
+    const tracked: Handler = (req, res) => {
+      this.#inFlight++;
+      res.once('close', () => this.#inFlight--);
+      if (this.#closing) res.shouldKeepAlive = false;
+      handler(req, res);
+    };
+    this.server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, tracked) : createHttpServer(serverOptions, tracked);
+    if (options.idleTimeoutMs > 0) this.server.setTimeout(options.idleTimeoutMs, (socket: Socket) => socket.destroy());
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    if (options.tls) this.server.on('tlsClientError', (err: Error, socket: Socket) => this.#log.warn({ listener: this.name, peer: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
+  }
+
+  /** Malformed requests never reach the proxy: answer them here, marked as Meshlet's. */
+  #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (!socket.writable || err.code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const error = tooLarge
+      ? meshError('HEADERS_TOO_LARGE', `request head larger than the limit on listener ${this.name}`)
+      : meshError('BAD_REQUEST', `malformed request on listener ${this.name}: ${err.code ?? err.message}`);
+    this.#log.debug({ listener: this.name, peer: socket.remoteAddress, code: err.code }, 'rejected malformed request');
+    const body = JSON.stringify({ error: error.reason, code: error.code, message: error.message });
+    socket.end(
+      `HTTP/1.1 ${error.status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\nx-meshlet-error: ${error.reason}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+
+  /** Requests currently being served. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Binds and resolves with the bound port. */
+  listen(port: number, address: string): Promise<number> {
+    return listen(this.server, port, address);
+  }
+
+  /** Swaps the TLS credentials for new connections; established ones keep theirs. */
+  setSecureContext(options: SecureContextOptions): void {
+    (this.server as HttpsServer).setSecureContext(options);
+  }
+
+  /** Stops accepting, waits up to `drainMs` for in-flight requests, then closes every connection. */
+  async close(drainMs: number): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await waitUntil(() => {
+      this.server.closeIdleConnections();
+      return this.#inFlight === 0;
+    }, drainMs);
+    this.server.closeAllConnections();
+    await closed;
+  }
+}

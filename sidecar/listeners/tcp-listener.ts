@@ -1,0 +1,44 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type SecureContextOptions, type TlsOptions } from 'node:tls';
+import type { Logger } from '../telemetry/logger.ts';
+import { listen, waitUntil } from './listen.ts';
+
+/** An L4 listener that keeps half-open connections and drains on close. */
+export class TcpListener {
+  readonly name: string;
+  readonly server: Server;
+  readonly #sockets = new Set<Socket>();
+
+  constructor(name: string, handler: (socket: Socket) => void, log: Logger, tls?: TlsOptions) {
+    this.name = name;
+    const track = (socket: Socket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      handler(socket);
+    };
+    const options = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
+    this.server = tls ? createTlsServer({ ...options, ...tls }, track) : createServer(options, track);
+    if (tls) this.server.on('tlsClientError', (err: Error, socket: Socket) => log.warn({ listener: name, peer: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
+  }
+
+  get connections(): number {
+    return this.#sockets.size;
+  }
+
+  listen(port: number, address: string): Promise<number> {
+    return listen(this.server, port, address);
+  }
+
+  /** Swaps TLS credentials for new connections. */
+  setSecureContext(options: SecureContextOptions): void {
+    (this.server as unknown as { setSecureContext(o: SecureContextOptions): void }).setSecureContext(options);
+  }
+
+  /** Stops accepting, waits up to `drainMs` for open connections to finish, then destroys the rest. */
+  async close(drainMs: number): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await waitUntil(() => this.#sockets.size === 0, drainMs);
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+  }
+}

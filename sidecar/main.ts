@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+/** The `meshlet` command line: sidecar, demo, and the tools that grow around them. */
+import { realpathSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfigFile } from './config/load.ts';
+import { MeshletError } from './errors.ts';
+import { Sidecar } from './sidecar.ts';
+
+const HELP = `meshlet - a service-mesh sidecar proxy
+
+Usage:
+  meshlet sidecar --config FILE     run a sidecar (YAML or JSON config)
+  meshlet validate --config FILE    check a config file and print the effective config
+  meshlet demo                      run the demo mesh on loopback (no Consul needed)
+  meshlet --help                    this text
+
+Signals: SIGTERM/SIGINT drain gracefully (see shutdown.drainTimeout).`;
+
+type Command = (args: string[]) => Promise<number>;
+
+async function runSidecar(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) throw new UsageError('meshlet sidecar: --config FILE is required');
+  const config = await loadConfigFile(values.config);
+  const sidecar = new Sidecar(config);
+  const stopped = new Promise<void>((resolve) => {
+    const onSignal = (signal: string) => {
+      sidecar.log.info({ signal }, 'signal received');
+      void sidecar.stop().then(resolve);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+    sidecar.stopped.then(resolve, resolve);
+  });
+  await sidecar.start();
+  await stopped;
+  return 0;
+}
+
+async function validate(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) throw new UsageError('meshlet validate: --config FILE is required');
+  const config = await loadConfigFile(values.config);
+  process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  return 0;
+}
+
+async function demo(args: string[]): Promise<number> {
+  const { runDemo } = await import('../examples/demo.ts');
+  return runDemo(args);
+}
+
+const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo };
+
+class UsageError extends Error {}
+
+/** Runs the CLI and resolves with the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(`${HELP}\n`);
+    return command ? 0 : 2;
+  }
+  const run = COMMANDS[command];
+  if (!run) {
+    process.stderr.write(`meshlet: unknown command "${command}"\n\n${HELP}\n`);
+    return 2;
+  }
+  try {
+    return await run(rest);
+  } catch (err) {
+    if (err instanceof MeshletError || err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n`);
+      return err instanceof UsageError ? 2 : 1;
+    }
+    throw err;
+  }
+}
+
+/** Runs the CLI with this process's arguments and exits with its code. */
+export async function runCli(): Promise<never> {
+  const code = await main(process.argv.slice(2));
+  // Listeners are closed by now; exit even if a stray timer (e.g. a discovery backoff) lingers.
+  process.exit(code);
+}
+
+if (process.argv[1] && realpathSync(process.argv[1]) === import.meta.filename) await runCli();

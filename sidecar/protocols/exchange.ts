@@ -1,0 +1,68 @@
+import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { EndpointState } from '../cluster/endpoint-state.ts';
+import type { HeaderMap } from './headers.ts';
+
+/**
+ * One proxied HTTP request as it moves through the layers. The listener builds it, layers (retries,
+ * timeouts, breakers, tracing) wrap the forwarding step, and the response writer consumes the result.
+ */
+export interface ProxyExchange {
+  readonly req: IncomingMessage;
+  readonly method: string;
+  readonly path: string;
+  /** Outgoing headers, already cleaned of hop-by-hop ones; layers may add (tracing, identity). */
+  readonly headers: HeaderMap;
+  /** Request body: the client stream, a buffered copy (so retries can resend it), or null if none. */
+  body: Readable | Buffer | null;
+  readonly cluster: Cluster;
+  /** Aborted when the client goes away; layers pass it on so upstream work stops too. */
+  readonly signal: AbortSignal;
+  /** Endpoints tried so far, in order. */
+  readonly tried: EndpointState[];
+  /** Number of attempts made (1 after the first try). */
+  attempts: number;
+  readonly startedAt: number;
+  /** Per-exchange notes for observers (e.g. trace ids, client identity), keyed by the layer's name. */
+  readonly notes: Map<string, unknown>;
+}
+
+/** A response from an endpoint, headers received and body not yet read. */
+export interface UpstreamResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Readable;
+  readonly endpoint: EndpointState;
+}
+
+/** One step of forwarding: send the exchange somewhere, resolve with the upstream's response. */
+export type Forward = (exchange: ProxyExchange) => Promise<UpstreamResponse>;
+
+/** A resilience or telemetry layer: `(next) => forward`, composed outermost first. */
+export type ForwardLayer = (next: Forward) => Forward;
+
+/** What an exchange ended with, for observers (metrics, access log, tracing). */
+export interface ExchangeOutcome {
+  /** Status sent to the client (0 when the client left before any response). */
+  readonly status: number;
+  /** The Meshlet error behind a proxy-made response, if any. */
+  readonly error?: { readonly code: string; readonly reason: string; readonly message: string } | undefined;
+  readonly endpoint?: EndpointState | undefined;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly durationMs: number;
+}
+
+/** Observes exchanges without taking part in forwarding. Implementations must not throw or block. */
+export interface ExchangeObserver {
+  onStart?(exchange: ProxyExchange): void;
+  onEnd?(exchange: ProxyExchange, outcome: ExchangeOutcome): void;
+}
+
+/** Composes layers so the first one listed is the outermost. */
+export function composeLayers(layers: readonly ForwardLayer[], innermost: Forward): Forward {
+  let forward = innermost;
+  for (let i = layers.length - 1; i >= 0; i--) forward = layers[i]!(forward);
+  return forward;
+}

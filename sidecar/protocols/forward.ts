@@ -1,0 +1,61 @@
+import { meshError } from '../errors.ts';
+import type { Forward, ProxyExchange, UpstreamResponse } from './exchange.ts';
+import { upstreamError } from './respond.ts';
+
+export interface ForwardTimeouts {
+  /** Until response headers arrive; 0 disables. */
+  readonly requestMs: number;
+  /** Longest silence while reading the response body; 0 disables. */
+  readonly idleMs: number;
+}
+
+/**
+ * The innermost step: pick an endpoint, send one attempt over its pooled connection, and resolve
+ * when response headers arrive. Tracks in-flight counts for balancers until the body is done.
+ */
+export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
+  return async function forwardToEndpoint(x: ProxyExchange): Promise<UpstreamResponse> {
+    const previous = x.tried.length > 0 ? x.tried[x.tried.length - 1] : undefined;
+    const state = x.cluster.pick({ avoid: previous, hashKey: x.notes.get('hashKey') as string | undefined });
+    if (!state) {
+      const kind = x.cluster.discovered ? 'NO_HEALTHY_ENDPOINT' : 'DISCOVERY_UNAVAILABLE';
+      throw meshError(kind, `no healthy endpoint for upstream "${x.cluster.name}" (service "${x.cluster.service}")`);
+    }
+    x.tried.push(state);
+    x.attempts++;
+    const peer = `${x.cluster.name}@${state.key}`;
+    const controller = new AbortController();
+    const onClientAbort = () => controller.abort(x.signal.reason);
+    x.signal.addEventListener('abort', onClientAbort, { once: true });
+    const timer =
+      timeouts.requestMs > 0
+        ? setTimeout(() => controller.abort(meshError('UPSTREAM_TIMEOUT', `${peer} sent no response headers within ${timeouts.requestMs} ms`)), timeouts.requestMs)
+        : undefined;
+    state.active++;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      state.active--;
+      x.signal.removeEventListener('abort', onClientAbort);
+    };
+    try {
+      const response = await x.cluster.pool(state).request({
+        path: x.path,
+        method: x.method as 'GET',
+        headers: x.headers,
+        body: x.body,
+        signal: controller.signal,
+        bodyTimeout: timeouts.idleMs,
+        headersTimeout: 0,
+      });
+      clearTimeout(timer);
+      response.body.once('close', release);
+      return { statusCode: response.statusCode, headers: response.headers, body: response.body, endpoint: state };
+    } catch (err) {
+      clearTimeout(timer);
+      release();
+      throw upstreamError(controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : err, peer);
+    }
+  };
+}

@@ -1,0 +1,62 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** Headers that describe one connection, not the message; a proxy must not forward them (RFC 9110 7.6.1). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings']);
+
+export type HeaderMap = Record<string, string | string[]>;
+
+/** Names listed in a Connection header are hop-by-hop too. */
+function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
+  if (!value) return undefined;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  const names = new Set<string>();
+  for (const part of text.split(',')) {
+    const name = part.trim().toLowerCase();
+    if (name) names.add(name);
+  }
+  return names.size > 0 ? names : undefined;
+}
+
+/** Copies end-to-end headers, dropping hop-by-hop ones and those named in `Connection`. */
+export function endToEndHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
+  const listed = connectionListed(headers.connection);
+  const out: HeaderMap = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Appends a value to a possibly repeated header, comma-joined as RFC 9110 allows for list headers. */
+export function appendListHeader(headers: HeaderMap, name: string, value: string): void {
+  const prior = headers[name];
+  headers[name] = prior === undefined ? value : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${value}`;
+}
+
+/** Quotes an address for the Forwarded header when it needs it (IPv6, RFC 7239 section 6). */
+function forwardedNode(address: string): string {
+  return address.includes(':') ? `"[${address}]"` : address;
+}
+
+export interface ForwardingFacts {
+  readonly clientAddress: string | undefined;
+  readonly proto: 'http' | 'https';
+  readonly host: string | undefined;
+  /** Value added to Via, e.g. `1.1 meshlet`. */
+  readonly via: string;
+}
+
+/** Adds x-forwarded-for/-proto/-host, forwarded and via for a request leaving through this proxy. */
+export function addForwardingHeaders(headers: HeaderMap, facts: ForwardingFacts): void {
+  if (facts.clientAddress) appendListHeader(headers, 'x-forwarded-for', facts.clientAddress);
+  // Keep the proto and host the first proxy saw: they describe the original request.
+  if (headers['x-forwarded-proto'] === undefined) headers['x-forwarded-proto'] = facts.proto;
+  if (headers['x-forwarded-host'] === undefined && facts.host) headers['x-forwarded-host'] = facts.host;
+  let element = `proto=${facts.proto}`;
+  if (facts.clientAddress) element = `for=${forwardedNode(facts.clientAddress)};${element}`;
+  if (facts.host) element += `;host="${facts.host.replace(/["\\]/g, '')}"`;
+  appendListHeader(headers, 'forwarded', element);
+  appendListHeader(headers, 'via', facts.via);
+}

@@ -1,0 +1,106 @@
+/**
+ * The HTTP/1.1 request path, top to bottom: build the exchange from the client's request, run it
+ * through the layers down to an endpoint, stream the response back, report the outcome.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import type { Socket } from 'node:net';
+import { MeshletError, meshError } from '../errors.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
+import { createEndpointForward } from './forward.ts';
+import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
+import { respondWithError, upstreamError } from './respond.ts';
+
+export interface HttpProxyOptions {
+  readonly cluster: Cluster;
+  /** `https` when the client reached us over TLS (inbound mTLS). */
+  readonly clientProto: 'http' | 'https';
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly layers?: readonly ForwardLayer[];
+  readonly observers?: readonly ExchangeObserver[];
+  readonly log: Logger;
+}
+
+const VIA = '1.1 meshlet';
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** Response headers to send to the client: end-to-end ones plus our Via. */
+function clientHeaders(upstream: Record<string, string | string[] | undefined>): HeaderMap {
+  const headers = endToEndHeaders(upstream);
+  const via = headers.via;
+  headers.via = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
+  return headers;
+}
+
+/** Builds the `(req, res)` handler that proxies to `options.cluster`. */
+export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const forward = composeLayers(options.layers ?? [], createEndpointForward({ requestMs: options.requestTimeoutMs, idleMs: options.idleTimeoutMs }));
+  const observers = options.observers ?? [];
+  const { cluster, clientProto, log } = options;
+
+  return function proxyHttp(req, res) {
+    const controller = new AbortController();
+    const socket = req.socket as Socket;
+    // The client leaving before the response completed must stop the upstream work too.
+    res.once('close', () => {
+      if (!res.writableFinished) controller.abort(meshError('UPSTREAM_RESET', 'client closed the connection'));
+    });
+    const headers = endToEndHeaders(req.headers);
+    addForwardingHeaders(headers, { clientAddress: socket.remoteAddress, proto: clientProto, host: req.headers.host, via: VIA });
+    const exchange: ProxyExchange = {
+      req,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers,
+      body: hasBody(req) ? req : null,
+      cluster,
+      signal: controller.signal,
+      tried: [],
+      attempts: 0,
+      startedAt: performance.now(),
+      notes: new Map(),
+    };
+    for (const o of observers) o.onStart?.(exchange);
+    void run(exchange, res, socket.bytesRead, socket.bytesWritten);
+  };
+
+  /** Socket byte counters at the start are subtracted at the end: cheap per-request byte counts. */
+  async function run(x: ProxyExchange, res: ServerResponse, readAtStart: number, writtenAtStart: number): Promise<void> {
+    let error: MeshletError | undefined;
+    let endpoint;
+    try {
+      const upstream = await forward(x);
+      endpoint = upstream.endpoint;
+      res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
+      await pipeline(upstream.body, res);
+    } catch (err) {
+      error = x.signal.aborted && !res.headersSent ? undefined : toMeshError(err, x);
+      if (error && !x.signal.aborted) respondWithError(res, error);
+      else if (!res.destroyed && !res.writableFinished) res.destroy();
+      if (error && error.status >= 500) log.debug({ err: error, upstream: cluster.name }, 'proxy error');
+    }
+    if (observers.length === 0) return;
+    const outcome: ExchangeOutcome = {
+      status: res.headersSent ? res.statusCode : 0,
+      error: error ? { code: error.code, reason: error.reason, message: error.message } : undefined,
+      endpoint: endpoint ?? x.tried[x.tried.length - 1],
+      bytesIn: x.req.socket.bytesRead - readAtStart,
+      bytesOut: x.req.socket.bytesWritten - writtenAtStart,
+      durationMs: performance.now() - x.startedAt,
+    };
+    for (const o of observers) o.onEnd?.(x, outcome);
+  }
+}
+
+function toMeshError(err: unknown, x: ProxyExchange): MeshletError {
+  if (err instanceof MeshletError) return err;
+  const last = x.tried[x.tried.length - 1];
+  return upstreamError(err, last ? `${x.cluster.name}@${last.key}` : x.cluster.name);
+}
