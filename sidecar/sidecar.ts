@@ -16,6 +16,7 @@ import { TcpListener } from './listeners/tcp-listener.ts';
 import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
 import { createHttpProxy } from './protocols/http1.ts';
 import { createTcpProxy } from './protocols/tcp.ts';
+import { MeshEvents } from './telemetry/events.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 
 type Listener = HttpListener | TcpListener;
@@ -33,6 +34,14 @@ export interface SidecarOptions {
   readonly providers?: readonly DiscoveryProvider[];
 }
 
+/** What a layer factory gets to build its layer for one upstream. */
+export interface UpstreamLayerContext {
+  readonly upstream: UpstreamConfig;
+  readonly cluster: Cluster;
+  readonly events: MeshEvents;
+  readonly log: Logger;
+}
+
 export type LifecycleState = 'created' | 'starting' | 'serving' | 'draining' | 'stopped';
 
 export class Sidecar {
@@ -43,8 +52,13 @@ export class Sidecar {
   readonly admin: AdminServer;
   /** The one-endpoint cluster that inbound traffic goes to: the local app. */
   readonly localCluster: Cluster;
-  /** Layers wrapped around every outbound forward (resilience, tracing); set before `start`. */
-  readonly outboundLayers: Array<(upstream: UpstreamConfig, cluster: Cluster) => ForwardLayer> = [];
+  /** What happens inside this sidecar (retries, ejections, TLS errors...), for telemetry. */
+  readonly events = new MeshEvents();
+  /**
+   * Factories of layers wrapped around every outbound forward; the first is outermost. Resilience
+   * layers come first, per-attempt telemetry last, so each retry is seen as its own attempt.
+   */
+  readonly outboundLayers: Array<(ctx: UpstreamLayerContext) => ForwardLayer> = [];
   /** Layers wrapped around inbound forwards to the local app (authorization, tracing). */
   readonly inboundLayers: ForwardLayer[] = [];
   /** Observers of every proxied exchange (metrics, access log). */
@@ -145,7 +159,7 @@ export class Sidecar {
       clientProto: 'http',
       requestTimeoutMs: upstream.timeouts.request,
       idleTimeoutMs: upstream.timeouts.idle,
-      layers: this.outboundLayers.map((make) => make(upstream, cluster)),
+      layers: this.outboundLayers.map((make) => make({ upstream, cluster, events: this.events, log: this.log })),
       observers: this.observers,
       log: this.log,
     });
