@@ -2,26 +2,37 @@
 /** The `meshlet` command line: sidecar, demo, and the tools that grow around them. */
 import { realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadConfigFile } from './config/load.ts';
+import { loadConfigFile, parseConfigText, validateConfig } from './config/load.ts';
 import { MeshletError } from './errors.ts';
 import { Sidecar } from './sidecar.ts';
 
 const HELP = `meshlet - a service-mesh sidecar proxy
 
 Usage:
-  meshlet sidecar --config FILE     run a sidecar (YAML or JSON config)
+  meshlet sidecar --config FILE     run a sidecar (YAML or JSON config; --config-env VAR reads it from VAR)
   meshlet validate --config FILE    check a config file and print the effective config
   meshlet demo                      run the demo mesh on loopback (no Consul needed)
+  meshlet inject --k8s FILE | --compose FILE   add sidecars to manifests (meshlet.io/* annotations)
+  meshlet webhook --cert F --key F  Kubernetes mutating admission webhook (POST /mutate)
   meshlet --help                    this text
 
 Signals: SIGTERM/SIGINT drain gracefully (see shutdown.drainTimeout).`;
 
 type Command = (args: string[]) => Promise<number>;
 
+/** The config named by --config FILE, or the JSON/YAML in the env var named by --config-env (injected sidecars). */
+async function configFromArgs(command: string, values: { config?: string | undefined; 'config-env'?: string | undefined }) {
+  if (values.config) return loadConfigFile(values.config);
+  const envName = values['config-env'];
+  if (!envName) throw new UsageError(`meshlet ${command}: --config FILE (or --config-env VAR) is required`);
+  const text = process.env[envName];
+  if (text === undefined) throw new UsageError(`meshlet ${command}: environment variable ${envName} is not set`);
+  return validateConfig(parseConfigText(text, `${envName}.yaml`), `$${envName}`);
+}
+
 async function runSidecar(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  if (!values.config) throw new UsageError('meshlet sidecar: --config FILE is required');
-  const config = await loadConfigFile(values.config);
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } } });
+  const config = await configFromArgs('sidecar', values);
   const sidecar = new Sidecar(config);
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
@@ -38,9 +49,8 @@ async function runSidecar(args: string[]): Promise<number> {
 }
 
 async function validate(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
-  if (!values.config) throw new UsageError('meshlet validate: --config FILE is required');
-  const config = await loadConfigFile(values.config);
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } } });
+  const config = await configFromArgs('validate', values);
   process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
   return 0;
 }
@@ -50,7 +60,15 @@ async function demo(args: string[]): Promise<number> {
   return runDemo(args);
 }
 
-const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo };
+async function inject(args: string[]): Promise<number> {
+  return (await import('../injector/cli.ts')).injectCommand(args);
+}
+
+async function webhook(args: string[]): Promise<number> {
+  return (await import('../injector/cli.ts')).webhookCommand(args);
+}
+
+const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook };
 
 class UsageError extends Error {}
 
