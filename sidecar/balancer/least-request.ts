@@ -5,7 +5,8 @@ import { mathRandomInt, type PickContext, type Picker, type RandomInt } from './
  * Least request with the power of two choices: sample two distinct candidates and take the one with
  * fewer in-flight requests per unit of weight. Close to "least loaded" without scanning, and without
  * the herding a strict minimum causes when many sidecars share stale counts. Samples are drawn in
- * proportion to weight, so when load is equal (a quiet service) traffic still follows the weights.
+ * proportion to weight and a tie keeps the first, so when load per weight is equal (a quiet service)
+ * traffic follows the weights exactly.
  */
 export class LeastRequestPicker implements Picker {
   readonly #random: RandomInt;
@@ -21,8 +22,10 @@ export class LeastRequestPicker implements Picker {
     if (pool.length === 1) return pool[0]!;
     const a = this.#sample(pool, undefined);
     const b = this.#sample(pool, a);
-    const loadA = (a.active + 1) / a.weight;
-    const loadB = (b.active + 1) / b.weight;
+    // In-flight per unit of weight; on a tie the first sample wins. Not (active + 1) / weight: that
+    // would favour heavy endpoints even when idle, on top of the weighted sampling (5:1:1 became 19:1:1).
+    const loadA = a.active / a.weight;
+    const loadB = b.active / b.weight;
     return loadB < loadA ? b : a;
   }
 

@@ -30,6 +30,11 @@ function describeValue(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
+/** zod's built-in messages without the parts our own format says better ("Too small: ", ", received string"). */
+function plainMessage(message: string): string {
+  return message.replace(/^(Invalid input|Invalid option|Too small|Too big): /, '').replace(/, received \w+$/, '');
+}
+
 /** Turns zod issues into one line each: `field.path: message, got VALUE (file)`. */
 export function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>, input: unknown, source: string): string[] {
   return issues.map((issue) => {
@@ -39,7 +44,7 @@ export function formatIssues(issues: ReadonlyArray<z.core.$ZodIssue>, input: unk
     }
     const { found, value } = valueAt(input, issue.path);
     const got = found ? `, got ${describeValue(value)}` : ', but it is missing';
-    return `${where}: ${issue.message}${got} (${source})`;
+    return `${where}: ${plainMessage(issue.message)}${got} (${source})`;
   });
 }
 
@@ -51,22 +56,26 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+const WILDCARD_ADDRESSES = new Set(['0.0.0.0', '::', '[::]']);
+
 function crossFieldIssues(config: MeshletConfig, source: string): string[] {
   const problems: string[] = [];
   const names = new Map<string, number>();
-  const ports = new Map<string, string>();
+  const claims: Array<{ where: string; address: string; port: number }> = [];
+  // Two listeners clash on the same port when their addresses are equal or either is a wildcard.
   const claim = (where: string, address: string, port: number) => {
     if (port === 0) return;
-    const key = `${address}:${port}`;
-    const prior = ports.get(key);
-    if (prior) problems.push(`${where}: port ${port} is already used by ${prior} (${source})`);
-    else ports.set(key, where);
+    const prior = claims.find((c) => c.port === port && (c.address === address || WILDCARD_ADDRESSES.has(c.address) || WILDCARD_ADDRESSES.has(address)));
+    if (prior) problems.push(`${where}: port ${port} is already used by ${prior.where}, got ${port} (${source})`);
+    else claims.push({ where, address, port });
   };
+  // The local app's own port: a sidecar listener there would fail to bind or loop traffic to itself.
+  claims.push({ where: 'service.port (the local app)', address: config.service.address, port: config.service.port });
   claim('inbound.port', config.inbound.address, config.inbound.port);
   claim('admin.port', config.admin.address, config.admin.port);
   config.upstreams.forEach((upstream, i) => {
     const prior = names.get(upstream.name);
-    if (prior !== undefined) problems.push(`upstreams[${i}].name: "${upstream.name}" is already the name of upstreams[${prior}] (${source})`);
+    if (prior !== undefined) problems.push(`upstreams[${i}].name: already the name of upstreams[${prior}], got "${upstream.name}" (${source})`);
     else names.set(upstream.name, i);
     claim(`upstreams[${i}].port`, upstream.address, upstream.port);
   });

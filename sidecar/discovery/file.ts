@@ -5,12 +5,24 @@ import { z } from 'zod';
 import { formatIssues, parseConfigText } from '../config/load.ts';
 import { endpointSchema } from '../config/schema.ts';
 import { serviceName } from '../config/fields.ts';
+import { meshError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { makeEndpoint, type CatalogSnapshot, type DiscoveryProvider, type Endpoint, type ProviderStatus } from './types.ts';
 
 const catalogSchema = z.strictObject({
   services: z.record(serviceName(), z.array(endpointSchema)).describe('service name -> its endpoints'),
 });
+
+/** Parses and validates catalog text; throws an Error naming each bad field and the file. */
+export function parseCatalog(text: string, path: string): Map<string, Endpoint[]> {
+  const source = basename(path);
+  const raw = parseConfigText(text, path);
+  const result = catalogSchema.safeParse(raw ?? {});
+  if (!result.success) throw new Error(`invalid catalog:\n  ${formatIssues(result.error.issues, raw ?? {}, source).join('\n  ')}`);
+  const services = new Map<string, Endpoint[]>();
+  for (const [name, endpoints] of Object.entries(result.data.services)) services.set(name, endpoints.map((ep) => makeEndpoint(ep)));
+  return services;
+}
 
 /** Editors save in bursts (truncate, write, rename); wait for the burst to settle before reading. */
 const SETTLE_MS = 50;
@@ -37,9 +49,14 @@ export class FileProvider implements DiscoveryProvider {
   async start(emit: (snapshot: CatalogSnapshot) => void): Promise<void> {
     this.#emit = emit;
     // Watch the directory, not the file: atomic saves replace the inode and a file watch would go deaf.
-    this.#watcher = watch(dirname(this.#path), (_event, name) => {
-      if (name === null || name === basename(this.#path)) this.#scheduleReload();
-    });
+    // A missing file is waited for; a missing directory is a config mistake.
+    try {
+      this.#watcher = watch(dirname(this.#path), (_event, name) => {
+        if (name === null || name === basename(this.#path)) this.#scheduleReload();
+      });
+    } catch (err) {
+      throw meshError('CONFIG_INVALID', `discovery.file.path: cannot watch directory ${dirname(this.#path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
+    }
     this.#watcher.on('error', (err) => this.#log.error({ err }, 'catalog watch failed'));
     await this.reload();
   }
@@ -58,10 +75,14 @@ export class FileProvider implements DiscoveryProvider {
       this.#fail(`cannot read catalog: ${(err as Error).message}`);
       return;
     }
-    if (text === this.#lastText) return;
+    if (text === this.#lastText) {
+      // Back to the catalog in force (a broken edit was reverted): nothing to apply, but healthy again.
+      if (this.#status.state === 'degraded') this.#status = { provider: this.name, state: 'ok', lastUpdate: new Date().toISOString() };
+      return;
+    }
     let services: Map<string, Endpoint[]>;
     try {
-      services = this.#parse(text);
+      services = parseCatalog(text, this.#path);
     } catch (err) {
       this.#fail((err as Error).message);
       return;
@@ -70,16 +91,6 @@ export class FileProvider implements DiscoveryProvider {
     this.#status = { provider: this.name, state: 'ok', lastUpdate: new Date().toISOString() };
     this.#log.info({ services: services.size }, 'catalog loaded');
     this.#emit?.({ provider: this.name, services });
-  }
-
-  #parse(text: string): Map<string, Endpoint[]> {
-    const source = basename(this.#path);
-    const raw = parseConfigText(text, this.#path);
-    const result = catalogSchema.safeParse(raw ?? {});
-    if (!result.success) throw new Error(`invalid catalog:\n  ${formatIssues(result.error.issues, raw, source).join('\n  ')}`);
-    const services = new Map<string, Endpoint[]>();
-    for (const [name, endpoints] of Object.entries(result.data.services)) services.set(name, endpoints.map((ep) => makeEndpoint(ep)));
-    return services;
   }
 
   #fail(message: string): void {

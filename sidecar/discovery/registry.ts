@@ -42,8 +42,8 @@ export class EndpointRegistry {
     for (const name of names) {
       const merged = this.#mergeService(name);
       if (sameEndpoints(this.#merged.get(name), merged)) continue;
-      if (merged.length === 0) this.#merged.delete(name);
-      else this.#merged.set(name, merged);
+      // Kept even when empty: "known, no endpoints" (503 no_endpoint) differs from "never heard of".
+      this.#merged.set(name, merged);
       this.#log.info({ service: name, provider: snapshot.provider, endpoints: merged.map((e) => e.key) }, 'endpoints changed');
       for (const listener of this.#listeners.get(name) ?? []) listener(merged);
     }
@@ -60,12 +60,16 @@ export class EndpointRegistry {
     return this.#merged.get(service) ?? [];
   }
 
-  /** Calls `listener` now with the current endpoints and again on every change; returns an unsubscribe. */
+  /**
+   * Calls `listener` with the service's endpoints on every change, and at once if a provider already
+   * reported the service. Until then the listener stays silent: the service is not known yet.
+   */
   subscribe(service: string, listener: ServiceListener): () => void {
     let set = this.#listeners.get(service);
     if (!set) this.#listeners.set(service, (set = new Set()));
     set.add(listener);
-    listener(this.endpoints(service));
+    const known = this.#merged.get(service);
+    if (known) listener(known);
     return () => set.delete(listener);
   }
 

@@ -54,7 +54,9 @@ export class HttpListener {
 
   /** Malformed requests never reach the proxy: answer them here, marked as Meshlet's. */
   #onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
-    if (!socket.writable || err.code === 'ECONNRESET') {
+    // A response already under way cannot be followed by an error response: cutting is the only signal.
+    const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (!socket.writable || err.code === 'ECONNRESET' || current?.headersSent) {
       socket.destroy();
       return;
     }

@@ -53,6 +53,8 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       if (!res.writableFinished) controller.abort(meshError('UPSTREAM_RESET', 'client closed the connection'));
     });
     const headers = endToEndHeaders(req.headers);
+    // node:http already answered `Expect: 100-continue` to the client; undici refuses to send it upstream.
+    if (headers.expect !== undefined) delete headers.expect;
     addForwardingHeaders(headers, { clientAddress: socket.remoteAddress, proto: clientProto, host: req.headers.host, via: VIA });
     const exchange: ProxyExchange = {
       req,
@@ -75,12 +77,15 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
   async function run(x: ProxyExchange, res: ServerResponse, readAtStart: number, writtenAtStart: number): Promise<void> {
     let error: MeshletError | undefined;
     let endpoint;
+    let upstream;
     try {
-      const upstream = await forward(x);
+      upstream = await forward(x);
       endpoint = upstream.endpoint;
       res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
       await pipeline(upstream.body, res);
     } catch (err) {
+      // A response head node:http refuses to write (e.g. invalid header bytes) leaves the body unread.
+      if (upstream && !upstream.body.destroyed) upstream.body.destroy();
       error = x.signal.aborted && !res.headersSent ? undefined : toMeshError(err, x);
       if (error && !x.signal.aborted) respondWithError(res, error);
       else if (!res.destroyed && !res.writableFinished) res.destroy();

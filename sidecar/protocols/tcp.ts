@@ -62,6 +62,13 @@ export function createTcpProxy(options: TcpProxyOptions): (client: Socket) => vo
       state.active++;
       try {
         const upstream = await connectTo(cluster, state, options.connectTimeoutMs);
+        if (client.destroyed) {
+          // The client left while we were connecting: nothing to pipe, and nothing must stay open.
+          upstream.destroy();
+          state.active--;
+          options.onEnd?.({ endpoint: state, bytesIn: 0, bytesOut: 0, error: 'client closed before the upstream connected' });
+          return;
+        }
         pipeBothWays(client, upstream, state);
         return;
       } catch (err) {
