@@ -1,0 +1,128 @@
+/**
+ * The file catalog provider under live traffic: edits are applied without restart while requests keep
+ * flowing (none fails, traffic moves to the new endpoint), and a broken edit is ignored with the last
+ * good catalog kept and the problem shown on the admin API.
+ */
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Agent, request } from 'undici';
+import type { Sidecar } from '../../sidecar/sidecar.ts';
+import { startBackend, type TestBackend } from '../helpers/backend.ts';
+import { adminUrl, eventually, startSidecar, upstreamUrl } from '../helpers/sidecar.ts';
+
+describe('file catalog discovery', () => {
+  let dir: string;
+  let catalog: string;
+  let a: TestBackend;
+  let b: TestBackend;
+  let sidecar: Sidecar;
+  const dispatcher = new Agent({ connections: 8 });
+
+  /** Writes the catalog the way editors and config tools do: a temp file renamed over the old one. */
+  async function writeCatalog(text: string): Promise<void> {
+    const tmp = `${catalog}.tmp`;
+    await writeFile(tmp, text);
+    await rename(tmp, catalog);
+  }
+  const catalogFor = (backend: TestBackend) => `services:\n  greeter:\n    - { address: 127.0.0.1, port: ${backend.port} }\n`;
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-catalog-'));
+    catalog = join(dir, 'catalog.yaml');
+    a = await startBackend('a');
+    b = await startBackend('b');
+    await writeCatalog(catalogFor(a));
+    sidecar = await startSidecar({ service: { name: 'client', port: 1 }, upstreams: [{ name: 'greeter' }], discovery: { file: { path: catalog } } });
+  });
+
+  afterEach(async () => {
+    await sidecar.stop();
+    await Promise.all([a.close(), b.close()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** Runs `workers` request loops until `stop()`; returns status counts and per-backend answers. */
+  function traffic(workers: number) {
+    let running = true;
+    const statuses = new Map<number, number>();
+    const failures: string[] = [];
+    const answeredBy: string[] = [];
+    const loops = Array.from({ length: workers }, async () => {
+      while (running) {
+        try {
+          const res = await request(`${upstreamUrl(sidecar, 'greeter')}/hello`, { dispatcher });
+          const body = (await res.body.json()) as { backend?: string };
+          statuses.set(res.statusCode, (statuses.get(res.statusCode) ?? 0) + 1);
+          if (res.statusCode !== 200) failures.push(`${res.statusCode} ${JSON.stringify(body)}`);
+          else answeredBy.push(body.backend!);
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    });
+    return {
+      answeredBy,
+      failures,
+      count: () => answeredBy.length + failures.length,
+      stop: async () => {
+        running = false;
+        await Promise.all(loops);
+        return statuses;
+      },
+    };
+  }
+
+  it('moves traffic to the new endpoint while requests flow, without one failure', async () => {
+    const load = traffic(4);
+    await eventually('traffic reaches a', () => a.hits >= 20);
+    await writeCatalog(catalogFor(b));
+    await eventually('traffic reaches b', () => b.hits >= 20, 10_000);
+    const aHitsAfterSwitch = a.hits;
+    const countAtSwitch = load.count();
+    await eventually('more traffic after the switch', () => load.count() >= countAtSwitch + 40);
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    // Nothing new went to a once b had taken over (at most the requests already in flight).
+    expect(a.hits - aHitsAfterSwitch).toBeLessThanOrEqual(4);
+    expect(load.answeredBy.at(-1)).toBe('b');
+    const endpoints = sidecar.clusters.get('greeter')!.endpoints.map((s) => s.key);
+    expect(endpoints).toEqual([`127.0.0.1:${b.port}`]);
+  });
+
+  it('ignores a broken edit, keeps the last good catalog, and recovers when it is fixed', async () => {
+    const load = traffic(2);
+    await eventually('traffic reaches a', () => a.hits >= 10);
+    await writeCatalog(`services:\n  greeter:\n    - { address: 127.0.0.1, port: abc }\n`);
+    const status = async () => ((await (await request(`${adminUrl(sidecar)}/endpoints`)).body.json()) as { providers: Array<{ provider: string; state: string; lastError?: string }> }).providers.find((p) => p.provider === 'file')!;
+    await eventually('the file provider reports the broken catalog', async () => (await status()).state === 'degraded');
+    expect((await status()).lastError).toContain('services.greeter[0].port: expected integer 1-65535, got "abc" (catalog.yaml)');
+    // Broken YAML syntax is ignored too.
+    await writeCatalog('services: [greeter: {');
+    await eventually('the syntax error is reported', async () => /catalog\.yaml: not valid YAML/.test((await status()).lastError ?? ''));
+    const hitsWhileBroken = a.hits;
+    await eventually('traffic still reaches a', () => a.hits >= hitsWhileBroken + 10);
+    await writeCatalog(catalogFor(b));
+    await eventually('traffic reaches b after the fix', () => b.hits >= 10, 10_000);
+    await load.stop();
+    expect(load.failures).toEqual([]);
+    expect((await status()).state).toBe('ok');
+  });
+
+  it('applies an in-place rewrite (truncate and write) as well', async () => {
+    await writeFile(catalog, catalogFor(b));
+    await eventually('endpoint set switched to b', () => sidecar.clusters.get('greeter')!.endpoints[0]?.key === `127.0.0.1:${b.port}`);
+    const res = await request(`${upstreamUrl(sidecar, 'greeter')}/hello`, { dispatcher });
+    expect(await res.body.json()).toMatchObject({ backend: 'b' });
+  });
+
+  it('answers 503 no_endpoint when the catalog lists the service with no endpoints', async () => {
+    await writeCatalog('services:\n  greeter: []\n');
+    await eventually('endpoint set emptied', () => sidecar.clusters.get('greeter')!.endpoints.length === 0);
+    const res = await request(`${upstreamUrl(sidecar, 'greeter')}/hello`, { dispatcher });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['x-meshlet-error']).toBe('no_endpoint');
+    await res.body.dump();
+  });
+});
