@@ -1,0 +1,109 @@
+/** Child processes of a bench run: started pinned to CPUs, waited for, measured (RSS), stopped. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+
+export interface Proc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  /** PIDs whose RSS is summed (a proxy may be more than one process, e.g. a pair). */
+  readonly pid: number;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Starts `cmd args` pinned to `cpus` (a taskset list like "1"), its output kept in `logFile`. */
+export function start(name: string, cpus: string | undefined, cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): Proc {
+  const argv = cpus === undefined ? [cmd, ...args] : ['taskset', '-c', cpus, cmd, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  const log = createWriteStream(logFile);
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  running.add(child);
+  child.once('exit', (code, signal) => {
+    running.delete(child);
+    if (!stopping.has(child)) process.stderr.write(`bench: ${name} exited early (code ${code}, signal ${signal}); see ${logFile}\n`);
+  });
+  return { name, child, pid: child.pid! };
+}
+
+const stopping = new Set<ChildProcess>();
+
+/** Stops one process (SIGTERM, then SIGKILL after 3 s) and waits for its exit. */
+export async function stop(proc: Proc): Promise<void> {
+  const { child } = proc;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  stopping.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Kills whatever is still running (used on errors and signals). */
+export function killAll(): void {
+  for (const child of running) {
+    stopping.add(child);
+    child.kill('SIGKILL');
+  }
+}
+
+/** Resident set size of a process in bytes (Linux /proc), or undefined when it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /VmRSS:\s+(\d+) kB/.exec(status);
+    return match ? Number(match[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on `port`, or rejects after `timeoutMs`. */
+export async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ port, host: '127.0.0.1' });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on port ${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Runs a command to completion and returns its stdout (stderr appended on failure). */
+export function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.stderr.on('data', (d: Buffer) => (err += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(out + err);
+      else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err || out}`));
+    });
+  });
+}

@@ -1,0 +1,178 @@
+/** Medians over rounds, ratios to direct and to HAProxy, and the markdown table of a bench run. */
+import type { WrkResult } from './wrk.ts';
+
+export interface TargetInfo {
+  readonly id: string;
+  readonly label: string;
+  readonly port: number;
+  /** The reference this row is compared with besides HAProxy (two-hop rows: the HAProxy TLS pair). */
+  readonly reference?: string;
+}
+
+export interface WorkloadInfo {
+  readonly id: string;
+  readonly title: string;
+  readonly metric: 'rps' | 'mbps' | 'latency';
+  readonly path: string;
+  readonly connections: number;
+  readonly seconds: number;
+  readonly thinkMs?: number;
+  readonly headers?: readonly string[];
+  readonly targets: readonly TargetInfo[];
+}
+
+export interface RunRecord {
+  readonly round: number;
+  readonly workload: string;
+  readonly target: string;
+  readonly result: WrkResult;
+}
+
+export interface BenchReport {
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly quick: boolean;
+  readonly rounds: number;
+  readonly machine: Record<string, unknown> & { cores: number; node: string; loadAvgStart: number[]; loadAvgEnd: number[]; loadAvgPerRound: number[][] };
+  readonly meshletMtls: string;
+  readonly meshletWorkers: string;
+  readonly workloads: readonly WorkloadInfo[];
+  readonly runs: readonly RunRecord[];
+  readonly memory: {
+    readonly idle: Record<string, number | undefined>;
+    readonly afterLoad: Record<string, number | undefined>;
+    readonly withConnections: Record<string, { rss: number | undefined; open: number; ok: number }>;
+    readonly connections: number;
+  };
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export interface Summary {
+  readonly rps: number;
+  readonly mbps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly p999Ms: number;
+  /** Non-2xx/3xx responses plus socket errors, summed over rounds. */
+  readonly errors: number;
+  readonly rounds: number;
+}
+
+/** Median of each figure over the rounds of one workload and target. */
+export function summarize(report: Pick<BenchReport, 'runs'>, workload: string, target: string): Summary | undefined {
+  const runs = report.runs.filter((r) => r.workload === workload && r.target === target).map((r) => r.result);
+  if (runs.length === 0) return undefined;
+  return {
+    rps: median(runs.map((r) => r.rps)),
+    mbps: median(runs.map((r) => r.mbps)),
+    p50Ms: median(runs.map((r) => r.latencyUs.p50 / 1000)),
+    p99Ms: median(runs.map((r) => r.latencyUs.p99 / 1000)),
+    p999Ms: median(runs.map((r) => r.latencyUs.p999 / 1000)),
+    errors: runs.reduce((n, r) => n + r.errors.status + r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout, 0),
+    rounds: runs.length,
+  };
+}
+
+const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a');
+const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !b ? 'n/a' : `${(a / b).toFixed(2)}x`);
+const mib = (bytes: number | undefined) => (bytes === undefined ? 'n/a' : `${(bytes / 1024 / 1024).toFixed(1)} MiB`);
+
+function throughputTable(report: BenchReport, w: WorkloadInfo): string[] {
+  const key = w.metric === 'mbps' ? 'mbps' : 'rps';
+  const unit = key === 'mbps' ? 'MB/s' : 'req/s';
+  const direct = summarize(report, w.id, 'direct')?.[key];
+  const haproxy = summarize(report, w.id, 'haproxy')?.[key];
+  const lines = [`| target | ${unit} | ${key === 'mbps' ? 'req/s' : 'p99 ms'} | vs direct | vs HAProxy | vs reference | errors |`, '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  for (const t of w.targets) {
+    const s = summarize(report, w.id, t.id);
+    if (!s) continue;
+    const ref = t.reference ? summarize(report, w.id, t.reference)?.[key] : undefined;
+    lines.push(
+      `| ${t.label} | ${fmt(s[key], key === 'mbps' ? 0 : 0)} | ${key === 'mbps' ? fmt(s.rps) : fmt(s.p99Ms, 2)} | ${t.id === 'direct' ? '1.00x' : ratio(s[key], direct)} | ${ratio(s[key], haproxy)} | ${t.reference ? `${ratio(s[key], ref)} of ${t.reference}` : ''} | ${s.errors || ''} |`,
+    );
+  }
+  return lines;
+}
+
+function latencyTable(report: BenchReport, w: WorkloadInfo): string[] {
+  const direct = summarize(report, w.id, 'direct');
+  const lines = ['| target | req/s | p50 ms | p99 ms | p99.9 ms | added p50 | added p99 | added p99.9 | errors |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const added = (a: number, b: number | undefined) => (b === undefined ? 'n/a' : `${a - b >= 0 ? '+' : ''}${(a - b).toFixed(2)}`);
+  for (const t of w.targets) {
+    const s = summarize(report, w.id, t.id);
+    if (!s) continue;
+    lines.push(
+      `| ${t.label} | ${fmt(s.rps)} | ${s.p50Ms.toFixed(2)} | ${s.p99Ms.toFixed(2)} | ${s.p999Ms.toFixed(2)} | ${t.id === 'direct' ? '' : added(s.p50Ms, direct?.p50Ms)} | ${t.id === 'direct' ? '' : added(s.p99Ms, direct?.p99Ms)} | ${t.id === 'direct' ? '' : added(s.p999Ms, direct?.p999Ms)} | ${s.errors || ''} |`,
+    );
+  }
+  return lines;
+}
+
+export interface TargetCheck {
+  readonly goal: string;
+  readonly measured: string;
+  readonly reached: boolean | undefined;
+}
+
+/** The issue's targets, checked against this run (reported, never asserted in tests). */
+export function checkTargets(report: BenchReport): TargetCheck[] {
+  const ka = (t: string) => summarize(report, 'keepalive', t)?.rps;
+  const checks: TargetCheck[] = [];
+  const one = ka('meshlet');
+  const hap = ka('haproxy');
+  const hp = ka('http-proxy');
+  const two = ka('meshlet-2hop');
+  const pair = ka('haproxy-tls-pair');
+  const r = (a?: number, b?: number) => (a !== undefined && b ? a / b : undefined);
+  const oneVsHap = r(one, hap);
+  checks.push({ goal: 'one-hop HTTP/1.1 >= 50% of HAProxy req/s', measured: oneVsHap === undefined ? 'n/a' : `${(oneVsHap * 100).toFixed(0)}%`, reached: oneVsHap === undefined ? undefined : oneVsHap >= 0.5 });
+  const oneVsHp = r(one, hp);
+  checks.push({ goal: 'one-hop HTTP/1.1 >= 2x http-proxy req/s', measured: oneVsHp === undefined ? 'n/a' : `${oneVsHp.toFixed(2)}x`, reached: oneVsHp === undefined ? undefined : oneVsHp >= 2 });
+  const twoVsPair = r(two, pair);
+  const plaintext = !report.meshletMtls.startsWith('config key');
+  checks.push({
+    goal: 'two-hop mTLS >= 40% of the HAProxy TLS pair',
+    measured: twoVsPair === undefined ? 'n/a' : `${(twoVsPair * 100).toFixed(0)}%${plaintext ? ' (Meshlet pair ran plaintext: not comparable yet)' : ''}`,
+    reached: twoVsPair === undefined || plaintext ? undefined : twoVsPair >= 0.4,
+  });
+  const lat = summarize(report, 'latency', 'meshlet');
+  const latDirect = summarize(report, 'latency', 'direct');
+  const addedP99 = lat && latDirect ? lat.p99Ms - latDirect.p99Ms : undefined;
+  checks.push({ goal: 'added p99 at ~1k req/s <= 1 ms (one hop)', measured: addedP99 === undefined ? 'n/a' : `${addedP99.toFixed(2)} ms`, reached: addedP99 === undefined ? undefined : addedP99 <= 1 });
+  const idle = report.memory.idle.meshlet;
+  checks.push({ goal: 'idle RSS <= 80 MB', measured: mib(idle), reached: idle === undefined ? undefined : idle <= 80 * 1024 * 1024 });
+  return checks;
+}
+
+export function renderMarkdown(report: BenchReport): string {
+  const m = report.machine;
+  const lines: string[] = [];
+  lines.push(`# Meshlet benchmark ${report.startedAt}${report.quick ? ' (quick trial run: short rounds, not for quoting)' : ''}`, '');
+  lines.push(
+    `Machine: ${m.cores} cores (${String(m.cpuModel)}), node ${m.node}, kernel ${String(m.kernel)}; ${String(m.wrk)}; ${String(m.haproxy)}; ${String(m.nginx)}. Meshlet ${String(m.meshletCommit)}, workers: ${report.meshletWorkers}.`,
+    `CPU layout (taskset): load generator ${JSON.stringify(m.cpuLayout)}. Load average at start ${m.loadAvgStart.map((n) => n.toFixed(2)).join(' ')}, per round ${m.loadAvgPerRound.map((l) => l[0]!.toFixed(2)).join(', ')}, at end ${m.loadAvgEnd.map((n) => n.toFixed(2)).join(' ')} (anything well above ~1 means other work shared the CPUs).`,
+    `Each figure is the median of ${report.rounds} interleaved round(s). wrk -t1; backend: nginx static. Meshlet mTLS: ${report.meshletMtls}.`,
+    '',
+  );
+  lines.push('## Targets', '', '| target | measured | reached |', '| --- | --- | --- |');
+  for (const c of checkTargets(report)) lines.push(`| ${c.goal} | ${c.measured} | ${c.reached === undefined ? 'not measurable' : c.reached ? 'yes' : 'no'} |`);
+  lines.push('');
+  for (const w of report.workloads) {
+    lines.push(`## ${w.title}`, '', `wrk -c${w.connections} ${w.seconds}s per round, path ${w.path}${w.headers?.length ? `, headers ${w.headers.join('; ')}` : ''}.`, '');
+    lines.push(...(w.metric === 'latency' ? latencyTable(report, w) : throughputTable(report, w)), '');
+  }
+  const mem = report.memory;
+  lines.push('## Memory (RSS)', '', `| process | idle (before traffic) | after the load rounds | with ${mem.connections} open connections |`, '| --- | ---: | ---: | ---: |');
+  for (const id of Object.keys(mem.idle)) {
+    const held = mem.withConnections[id];
+    lines.push(`| ${id} | ${mib(mem.idle[id])} | ${mib(mem.afterLoad[id])} | ${held ? `${mib(held.rss)} (${held.open} open, ${held.ok} answered)` : ''} |`);
+  }
+  lines.push('');
+  return `${lines.join('\n')}\n`;
+}

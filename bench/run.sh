@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `npm run bench`: installs the load generator and reference proxies from Debian when missing, then runs
+# the side-by-side benchmark (bench/run.ts). Pass --quick for a short trial run; see bench/README.md.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v openssl >/dev/null || need+=(openssl)
+command -v taskset >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bench: installing ${need[*]} from Debian" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$major" -lt 22 ]; then
+  echo "bench: node $(node --version) is too old (need >= 22.18 for TypeScript type stripping)" >&2
+  exit 1
+fi
+[ -d node_modules/http-proxy ] || npm ci --no-audit --no-fund --loglevel=error
+
+# 10k client connections plus the proxies' own: raise the descriptor limit as far as allowed.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+exec node run.ts "$@"

@@ -1,0 +1,311 @@
+/**
+ * Side-by-side benchmark: the same workloads, interleaved round by round, straight to an nginx backend
+ * and through HAProxy, nginx, http-proxy and Meshlet (one and two hops), plus an HAProxy TLS pair as the
+ * mTLS reference. Writes markdown and JSON to bench/results/. Run through `npm run bench` (bench/run.sh).
+ *
+ *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,...] [--profile]
+ */
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
+import { freePort, killAll, rssBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
+import { wrk } from './lib/wrk.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    only: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+    workers: { type: 'string' },
+  },
+});
+
+const quick = flags.quick === true;
+const plan = quick
+  ? { rounds: 1, seconds: { keepalive: 2, latency: 3, newconn: 2, body1m: 2, tcp: 2 }, warmSeconds: 1, connections10k: 2000 }
+  : { rounds: 3, seconds: { keepalive: 5, latency: 8, newconn: 4, body1m: 4, tcp: 4 }, warmSeconds: 2, connections10k: 10_000 };
+if (flags.rounds) plan.rounds = Math.max(1, Number(flags.rounds));
+const only = flags.only ? new Set(flags.only.split(',')) : undefined;
+
+// CPU layout: the load generator and the backend share CPU 0, every proxy under test gets CPU 1
+// (a two-process pair shares it), so each proxy runs on one core as in DESIGN.md's reference numbers.
+const coreCount = cpus().length;
+const LOAD_CPU = coreCount >= 2 ? '0' : undefined;
+const BACKEND_CPU = coreCount >= 2 ? '0' : undefined;
+const PROXY_CPU = coreCount >= 2 ? String(coreCount - 1) : undefined;
+
+const stamp = new Date().toISOString().replace(/[:]/g, '').replace(/\..*/, 'Z');
+const resultsDir = join(ROOT, 'bench', 'results', quick ? 'tmp' : '');
+const workDir = join(ROOT, 'bench', 'results', 'tmp', `run-${stamp}`);
+mkdirSync(workDir, { recursive: true });
+mkdirSync(resultsDir, { recursive: true });
+
+const procs: Proc[] = [];
+function launch(name: string, cpu: string | undefined, cmd: string, args: string[]): Proc {
+  const proc = start(name, cpu, cmd, args, join(workDir, `${name}.log`));
+  procs.push(proc);
+  return proc;
+}
+process.once('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+function log(message: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+/** The Meshlet config key for mTLS, if the schema has one yet (the security work lands separately). */
+async function meshletMtlsKey(): Promise<string | undefined> {
+  const { configSchema } = await import('../sidecar/config/schema.ts');
+  const shape = (configSchema as unknown as { shape: Record<string, unknown> }).shape;
+  return ['mtls', 'security', 'tls'].find((k) => k in shape);
+}
+
+/** First line a tool prints about its version (wrk -v exits 1 after printing it). */
+async function versionOf(cmd: string, args: string[]): Promise<string> {
+  let text: string;
+  try {
+    text = await run(cmd, args, 5000);
+  } catch (err) {
+    text = String((err as Error).message).replace(/^.*? exited \d+: /, '');
+  }
+  return (text.trim().split('\n')[0] ?? '?').replace(/ Copyright.*| - https?:.*/, '');
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const loadAtStart = loadavg();
+  log(`work dir ${workDir}; cpus: load ${LOAD_CPU ?? 'any'}, backend ${BACKEND_CPU ?? 'any'}, proxies ${PROXY_CPU ?? 'any'}`);
+  const port = {
+    backend: await freePort(),
+    haproxy: await freePort(),
+    haproxyTcp: await freePort(),
+    nginx: await freePort(),
+    httpProxy: await freePort(),
+    meshlet: await freePort(),
+    meshletTcp: await freePort(),
+    meshletInbound: await freePort(),
+    meshletAdmin: await freePort(),
+    hopA: await freePort(),
+    hopAInbound: await freePort(),
+    hopAAdmin: await freePort(),
+    hopB: await freePort(),
+    hopBAdmin: await freePort(),
+    tlsOut: await freePort(),
+    tlsIn: await freePort(),
+  };
+  const certs = await makeCerts(workDir);
+  const node = process.execPath;
+  const meshletMain = join(ROOT, 'sidecar', 'main.ts');
+  const meshletArgs = (config: string, profileName?: string): string[] =>
+    flags.profile && profileName ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles')}`, `--cpu-prof-name=${profileName}.cpuprofile`, meshletMain, 'sidecar', '--config', config] : [meshletMain, 'sidecar', '--config', config];
+  const workers = flags.workers ? { workers: flags.workers === 'auto' ? 'auto' : Number(flags.workers) } : {};
+
+  const backend = launch('nginx-backend', BACKEND_CPU, 'nginx', ['-p', workDir, '-c', nginxBackend(workDir, port.backend)]);
+  await waitForPort(port.backend, 'nginx backend');
+
+  const haproxyProc = launch('haproxy', PROXY_CPU, 'haproxy', ['-db', '-f', haproxy(workDir, port.haproxy, port.haproxyTcp, port.backend)]);
+  const nginxProc = launch('nginx-proxy', PROXY_CPU, 'nginx', ['-p', workDir, '-c', nginxProxy(workDir, port.nginx, port.backend)]);
+  const httpProxyProc = launch('http-proxy', PROXY_CPU, node, [join(ROOT, 'bench', 'node-proxy.js'), String(port.httpProxy), `http://127.0.0.1:${port.backend}`]);
+  const upstream = (name: string, listen: number, target: number, protocol: 'http' | 'tcp' = 'http') => ({
+    name,
+    port: listen,
+    protocol,
+    endpoints: [{ address: '127.0.0.1', port: target }],
+  });
+  const oneHop = meshletConfig(workDir, 'meshlet-one-hop', {
+    service: { name: 'bench-app', port: port.backend },
+    inbound: { address: '127.0.0.1', port: port.meshletInbound },
+    admin: { port: port.meshletAdmin },
+    upstreams: [upstream('backend', port.meshlet, port.backend), upstream('backend-tcp', port.meshletTcp, port.backend, 'tcp')],
+    ...workers,
+  });
+  const meshletProc = launch('meshlet', PROXY_CPU, node, meshletArgs(oneHop, 'meshlet-one-hop'));
+  const mtlsKey = await meshletMtlsKey();
+  const hopB = meshletConfig(workDir, 'meshlet-hop-b', {
+    service: { name: 'backend', port: port.backend },
+    inbound: { address: '127.0.0.1', port: port.hopB },
+    admin: { port: port.hopBAdmin },
+    ...workers,
+  });
+  const hopA = meshletConfig(workDir, 'meshlet-hop-a', {
+    service: { name: 'bench-app', port: port.backend },
+    inbound: { address: '127.0.0.1', port: port.hopAInbound },
+    admin: { port: port.hopAAdmin },
+    upstreams: [upstream('backend', port.hopA, port.hopB)],
+    ...workers,
+  });
+  const hopBProc = launch('meshlet-hop-b', PROXY_CPU, node, meshletArgs(hopB));
+  const hopAProc = launch('meshlet-hop-a', PROXY_CPU, node, meshletArgs(hopA));
+  const pair = haproxyTlsPair(workDir, certs, port.tlsOut, port.tlsIn, port.backend);
+  const tlsInProc = launch('haproxy-tls-in', PROXY_CPU, 'haproxy', ['-db', '-f', pair.in]);
+  const tlsOutProc = launch('haproxy-tls-out', PROXY_CPU, 'haproxy', ['-db', '-f', pair.out]);
+  for (const [p, what] of [
+    [port.haproxy, 'haproxy'],
+    [port.haproxyTcp, 'haproxy tcp'],
+    [port.nginx, 'nginx proxy'],
+    [port.httpProxy, 'http-proxy'],
+    [port.meshlet, 'meshlet'],
+    [port.meshletTcp, 'meshlet tcp'],
+    [port.hopB, 'meshlet hop B'],
+    [port.hopA, 'meshlet hop A'],
+    [port.tlsIn, 'haproxy tls in'],
+    [port.tlsOut, 'haproxy tls out'],
+  ] as const) {
+    await waitForPort(p, what);
+  }
+  log('all processes listening');
+
+  // Idle RSS before any traffic: what a sidecar costs just by being there.
+  const rssIdle: Record<string, number | undefined> = {
+    haproxy: rssBytes(haproxyProc.pid),
+    nginx: rssBytes(nginxProc.pid),
+    'http-proxy': rssBytes(httpProxyProc.pid),
+    meshlet: rssBytes(meshletProc.pid),
+    'meshlet-2hop': sum(rssBytes(hopAProc.pid), rssBytes(hopBProc.pid)),
+    'haproxy-tls-pair': sum(rssBytes(tlsInProc.pid), rssBytes(tlsOutProc.pid)),
+  };
+
+  const twoHopLabel = mtlsKey ? 'Meshlet two hops (mTLS)' : 'Meshlet two hops (plaintext)';
+  const httpTargets: TargetInfo[] = [
+    { id: 'direct', label: 'direct to nginx', port: port.backend },
+    { id: 'haproxy', label: 'HAProxy', port: port.haproxy },
+    { id: 'nginx', label: 'nginx proxy', port: port.nginx },
+    { id: 'http-proxy', label: 'http-proxy (Node)', port: port.httpProxy },
+    { id: 'meshlet', label: 'Meshlet one hop', port: port.meshlet },
+    { id: 'meshlet-2hop', label: twoHopLabel, port: port.hopA, reference: 'haproxy-tls-pair' },
+    { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (mTLS)', port: port.tlsOut },
+  ];
+  const tcpTargets: TargetInfo[] = [
+    { id: 'direct', label: 'direct to nginx', port: port.backend },
+    { id: 'haproxy', label: 'HAProxy tcp mode', port: port.haproxyTcp },
+    { id: 'meshlet', label: 'Meshlet tcp upstream', port: port.meshletTcp },
+  ];
+  const workloads: WorkloadInfo[] = [
+    { id: 'keepalive', title: 'HTTP/1.1 keep-alive, small responses', metric: 'rps', path: SMALL_PATH, connections: 50, seconds: plan.seconds.keepalive, targets: httpTargets },
+    { id: 'latency', title: 'Latency at a fixed moderate rate (10 connections x 1 request per 10 ms, about 1k req/s)', metric: 'latency', path: SMALL_PATH, connections: 10, thinkMs: 10, seconds: plan.seconds.latency, targets: httpTargets },
+    { id: 'newconn', title: 'New connection per request (Connection: close)', metric: 'rps', path: SMALL_PATH, connections: 50, headers: ['Connection: close'], seconds: plan.seconds.newconn, targets: httpTargets },
+    { id: 'body1m', title: '1 MiB response bodies', metric: 'mbps', path: LARGE_PATH, connections: 10, seconds: plan.seconds.body1m, targets: httpTargets },
+    { id: 'tcp', title: 'TCP throughput through an L4 upstream (HTTP 1 MiB responses through a byte pipe)', metric: 'mbps', path: LARGE_PATH, connections: 10, seconds: plan.seconds.tcp, targets: tcpTargets },
+  ].filter((w) => !only || only.has(w.id)) as WorkloadInfo[];
+
+  if (plan.warmSeconds > 0) {
+    log('warming up every HTTP target');
+    for (const t of httpTargets) await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections: 50, seconds: plan.warmSeconds, cpu: LOAD_CPU });
+  }
+
+  const runs: RunRecord[] = [];
+  const roundLoad: number[][] = [];
+  for (let round = 0; round < plan.rounds; round++) {
+    roundLoad.push(loadavg());
+    for (const w of workloads) {
+      // Rotate the order every round so no target always runs right after the same neighbour.
+      const order = w.targets.map((_, i) => w.targets[(i + round) % w.targets.length]!);
+      for (const t of order) {
+        const result = await wrk({
+          url: `http://127.0.0.1:${t.port}${w.path}`,
+          connections: w.connections,
+          seconds: w.seconds,
+          thinkMs: w.thinkMs,
+          headers: w.headers,
+          cpu: LOAD_CPU,
+        });
+        runs.push({ round, workload: w.id, target: t.id, result });
+        const errors = result.errors.status + result.errors.connect + result.errors.read + result.errors.write + result.errors.timeout;
+        log(
+          `round ${round + 1}/${plan.rounds} ${w.id.padEnd(9)} ${t.id.padEnd(16)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.mbps.toFixed(1).padStart(8)} MB/s p99 ${(result.latencyUs.p99 / 1000).toFixed(2)} ms${errors ? ` ERRORS ${JSON.stringify(result.errors)}` : ''}`,
+        );
+      }
+    }
+  }
+
+  const rssAfterLoad = { meshlet: rssBytes(meshletProc.pid), haproxy: rssBytes(haproxyProc.pid) };
+  const rss10k: Record<string, { rss: number | undefined; open: number; ok: number }> = {};
+  for (const [id, p, pid] of [
+    ['meshlet', port.meshlet, meshletProc.pid],
+    ['haproxy', port.haproxy, haproxyProc.pid],
+  ] as const) {
+    rss10k[id] = await holdConnections(p, plan.connections10k, pid);
+    log(`${id}: ${rss10k[id].open} open connections, RSS ${mb(rss10k[id].rss)} MB`);
+  }
+
+  for (const p of procs.reverse()) await stop(p);
+  void backend;
+
+  const report: BenchReport = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    quick,
+    rounds: plan.rounds,
+    machine: {
+      cores: coreCount,
+      cpuModel: cpus()[0]?.model ?? '?',
+      memoryBytes: totalmem(),
+      kernel: release(),
+      node: process.version,
+      wrk: await versionOf('wrk', ['-v']),
+      haproxy: await versionOf('haproxy', ['-v']),
+      nginx: await versionOf('nginx', ['-v']),
+      meshletCommit: (await versionOf('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])) + ((await run('git', ['-C', ROOT, 'status', '--porcelain', 'sidecar']).catch(() => '')) ? ' (+ uncommitted sidecar changes)' : ''),
+      cpuLayout: { load: LOAD_CPU ?? 'any', backend: BACKEND_CPU ?? 'any', proxies: PROXY_CPU ?? 'any' },
+      loadAvgStart: loadAtStart,
+      loadAvgEnd: loadavg(),
+      loadAvgPerRound: roundLoad,
+    },
+    meshletMtls: mtlsKey ? `config key "${mtlsKey}" present` : 'not in the config schema yet: two hops run plaintext',
+    meshletWorkers: flags.workers ?? '1 (default)',
+    workloads,
+    runs,
+    memory: { idle: rssIdle, afterLoad: rssAfterLoad, withConnections: rss10k, connections: plan.connections10k },
+  };
+  const base = join(resultsDir, `${quick ? 'quick-' : ''}${stamp}`);
+  writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
+  const markdown = renderMarkdown(report);
+  writeFileSync(`${base}.md`, markdown);
+  process.stdout.write(markdown);
+  log(`results: ${base}.md and .json`);
+}
+
+function sum(...values: Array<number | undefined>): number | undefined {
+  return values.some((v) => v === undefined) ? undefined : values.reduce<number>((a, v) => a + v!, 0);
+}
+
+function mb(bytes: number | undefined): string {
+  return bytes === undefined ? '?' : (bytes / 1024 / 1024).toFixed(1);
+}
+
+/** Opens `count` connections (one request each) to `port` from a helper process and reads `pid`'s RSS. */
+async function holdConnections(port: number, count: number, pid: number): Promise<{ rss: number | undefined; open: number; ok: number }> {
+  const argv = LOAD_CPU === undefined ? [process.execPath] : ['taskset', '-c', LOAD_CPU, process.execPath];
+  const child = spawn(argv[0]!, [...argv.slice(1), join(ROOT, 'bench', 'lib', 'conns.ts'), String(port), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d;
+        const match = /READY (.*)\n/.exec(out);
+        if (match) resolve(match[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`connection holder exited ${code}`)));
+    });
+    const stats = JSON.parse(line) as { open: number; ok: number };
+    return { rss: rssBytes(pid), open: stats.open, ok: stats.ok };
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+try {
+  await main();
+} catch (err) {
+  killAll();
+  log(`failed: ${(err as Error).stack ?? String(err)}`);
+  process.exitCode = 1;
+}
