@@ -3,7 +3,6 @@
  * through the layers down to an endpoint, stream the response back, report the outcome.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import type { Socket } from 'node:net';
 import { MeshletError, meshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
@@ -11,6 +10,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
 import { createEndpointForward } from './forward.ts';
 import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
+import { pump } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
 
 export interface HttpProxyOptions {
@@ -82,7 +82,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       upstream = await forward(x);
       endpoint = upstream.endpoint;
       res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
-      await pipeline(upstream.body, res);
+      await pump(upstream.body, res);
     } catch (err) {
       // A response head node:http refuses to write (e.g. invalid header bytes) leaves the body unread.
       if (upstream && !upstream.body.destroyed) upstream.body.destroy();
