@@ -17,6 +17,7 @@ import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
 import { createHttpProxy } from './protocols/http1.ts';
 import { createTcpProxy } from './protocols/tcp.ts';
 import { MeshEvents } from './telemetry/events.ts';
+import { installTelemetry } from './telemetry/install.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 
 type Listener = HttpListener | TcpListener;
@@ -65,6 +66,8 @@ export class Sidecar {
   readonly observers: ExchangeObserver[] = [];
   /** Hooks run first on shutdown, before any listener drains (e.g. deregister from Consul). */
   readonly beforeDrain: Array<() => Promise<void>> = [];
+  /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
+  readonly afterStop: Array<() => Promise<void>> = [];
   readonly #options: SidecarOptions;
   readonly #outbound = new Map<string, Listener>();
   #inbound: Listener | undefined;
@@ -109,6 +112,8 @@ export class Sidecar {
       );
     }
     registerCoreRoutes(this);
+    // Last, so the per-attempt tracing layer lands innermost, after the layers pushed above.
+    installTelemetry(this);
   }
 
   get state(): LifecycleState {
@@ -213,6 +218,7 @@ export class Sidecar {
     await this.registry.stop();
     await Promise.all([this.localCluster.close(), ...[...this.clusters.values()].map((c) => c.close())]);
     await this.admin.close();
+    for (const hook of this.afterStop) await hook().catch((err: unknown) => this.log.warn({ err }, 'shutdown hook failed'));
     this.#state = 'stopped';
     this.log.info('stopped');
     this.#markStopped();

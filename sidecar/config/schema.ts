@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { duration } from './duration.ts';
 import { host, listenPort, port, serviceName } from './fields.ts';
+import { telemetrySchema } from '../telemetry/config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
 export const DEFAULT_INBOUND_PORT = 15001;
@@ -115,6 +116,7 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Logs (JSON on stdout)'),
+    telemetry: telemetrySchema.describe('Traces (OpenTelemetry over OTLP/HTTP) and metrics (Prometheus at admin /metrics)'),
   })
   .describe('Meshlet sidecar configuration');
 

@@ -1,0 +1,52 @@
+/**
+ * One JSON line per proxied HTTP request, written through pino's asynchronous stdout stream. Lines
+ * carry no headers and no query string (both may hold credentials), only what tells the request's
+ * story: who, where to, what came back, how long, and the trace to look it up in.
+ */
+import type { Span } from '@opentelemetry/api';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { ExchangeObserver } from '../protocols/exchange.ts';
+import type { Logger } from './logger.ts';
+import { traceIdFromHeaders } from './propagation.ts';
+import { TRACE_NOTE } from './tracing.ts';
+
+/** Access lines are written whatever `logging.level` says: `logging.accessLog` is their switch. */
+const ACCESS_LEVEL = 'info';
+
+/** Builds the access log observer; `localCluster` tells inbound exchanges from outbound ones. */
+export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObserver {
+  const access = log.child({ log: 'access' }, { level: ACCESS_LEVEL });
+  // A child per cluster serializes the direction and upstream once instead of on every line.
+  const perCluster = new Map<Cluster, Logger>();
+  const loggerFor = (cluster: Cluster): Logger => {
+    let child = perCluster.get(cluster);
+    if (!child) {
+      const inbound = cluster === localCluster;
+      child = access.child({ direction: inbound ? 'inbound' : 'outbound', upstream: inbound ? 'local' : cluster.name });
+      perCluster.set(cluster, child);
+    }
+    return child;
+  };
+  return {
+    onEnd(x, outcome) {
+      const span = x.notes.get(TRACE_NOTE) as Span | undefined;
+      const q = x.path.indexOf('?');
+      loggerFor(x.cluster).info(
+        {
+          method: x.method,
+          path: q === -1 ? x.path : x.path.slice(0, q),
+          status: outcome.status,
+          endpoint: outcome.endpoint?.key,
+          attempts: x.attempts,
+          durationMs: Math.round(outcome.durationMs * 1000) / 1000,
+          bytesIn: outcome.bytesIn,
+          bytesOut: outcome.bytesOut,
+          client: x.req.socket.remoteAddress,
+          traceId: span ? span.spanContext().traceId : traceIdFromHeaders(x.req.headers),
+          error: outcome.error?.reason,
+        },
+        'access',
+      );
+    },
+  };
+}
