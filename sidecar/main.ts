@@ -12,6 +12,7 @@ Usage:
   meshlet sidecar --config FILE     run a sidecar (YAML or JSON config; --config-env VAR reads it from VAR)
   meshlet validate --config FILE    check a config file and print the effective config
   meshlet demo                      run the demo mesh on loopback (no Consul needed)
+  meshlet wait-ready [--admin URL] [--timeout 60s]   block until a sidecar's /ready is 200 (run before the app)
   meshlet inject --k8s FILE | --compose FILE   add sidecars to manifests (meshlet.io/* annotations)
   meshlet webhook --cert F --key F  Kubernetes mutating admission webhook (POST /mutate)
   meshlet --help                    this text
@@ -43,7 +44,14 @@ async function runSidecar(args: string[]): Promise<number> {
     process.once('SIGINT', onSignal);
     sidecar.stopped.then(resolve, resolve);
   });
-  await sidecar.start();
+  try {
+    await sidecar.start();
+  } catch (err) {
+    // e.g. a port already in use: say which, release what was bound, and exit non-zero without a stack.
+    process.stderr.write(`meshlet sidecar: cannot start: ${(err as Error).message}\n`);
+    await sidecar.stop();
+    return 1;
+  }
   await stopped;
   return 0;
 }
@@ -68,7 +76,11 @@ async function webhook(args: string[]): Promise<number> {
   return (await import('../injector/cli.ts')).webhookCommand(args);
 }
 
-const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook };
+async function waitReady(args: string[]): Promise<number> {
+  return (await import('./admin/wait-ready.ts')).waitReadyCommand(args);
+}
+
+const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook, 'wait-ready': waitReady };
 
 class UsageError extends Error {}
 

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { basename, dirname, isAbsolute, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { meshError, type MeshletError } from '../errors.ts';
@@ -105,6 +105,23 @@ export function parseConfigText(text: string, file: string): unknown {
   }
 }
 
+/**
+ * Config fields holding file paths. A relative path in a config file is resolved from the file's own
+ * directory, so a config and its catalog can move together (and work in a container whatever its cwd).
+ */
+export const CONFIG_PATH_FIELDS: ReadonlyArray<readonly string[]> = [['discovery', 'file', 'path']];
+
+function resolveRelativePaths(raw: unknown, baseDir: string): void {
+  for (const field of CONFIG_PATH_FIELDS) {
+    const parent = valueAt(raw, field.slice(0, -1));
+    const key = field[field.length - 1]!;
+    if (!parent.found || parent.value === null || typeof parent.value !== 'object') continue;
+    const holder = parent.value as Record<string, unknown>;
+    const value = holder[key];
+    if (typeof value === 'string' && value !== '' && !isAbsolute(value)) holder[key] = resolvePath(baseDir, value);
+  }
+}
+
 /** Reads, parses and validates a config file into a frozen snapshot. */
 export async function loadConfigFile(file: string): Promise<Readonly<MeshletConfig>> {
   let text: string;
@@ -113,5 +130,7 @@ export async function loadConfigFile(file: string): Promise<Readonly<MeshletConf
   } catch (err) {
     throw meshError('CONFIG_INVALID', `cannot read config file ${file}: ${(err as Error).message}`, err);
   }
-  return validateConfig(parseConfigText(text, file), basename(file));
+  const raw = parseConfigText(text, file);
+  resolveRelativePaths(raw, dirname(resolvePath(file)));
+  return validateConfig(raw, basename(file));
 }
