@@ -17,6 +17,8 @@ export class MeshletError extends Error {
   readonly code: string;
   readonly status: number;
   readonly reason: string;
+  /** Extra headers for the error response (e.g. `retry-after` on 429). */
+  headers: Record<string, string> | undefined;
 
   constructor(spec: ErrorSpec, message: string, options?: { cause?: unknown }) {
     super(message, options);

@@ -16,6 +16,7 @@ import { TcpListener } from './listeners/tcp-listener.ts';
 import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
 import { createHttpProxy } from './protocols/http1.ts';
 import { createTcpProxy } from './protocols/tcp.ts';
+import { connectionGateOptions, installResilience } from './resilience/index.ts';
 import { MeshEvents } from './telemetry/events.ts';
 import { installTelemetry } from './telemetry/install.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
@@ -66,6 +67,8 @@ export class Sidecar {
   readonly observers: ExchangeObserver[] = [];
   /** Hooks run first on shutdown, before any listener drains (e.g. deregister from Consul). */
   readonly beforeDrain: Array<() => Promise<void>> = [];
+  /** Hooks run once every listener is bound (e.g. start active health checks). */
+  readonly afterStart: Array<() => void> = [];
   /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
   readonly afterStop: Array<() => Promise<void>> = [];
   readonly #options: SidecarOptions;
@@ -103,7 +106,7 @@ export class Sidecar {
         new Cluster({
           name: upstream.name,
           service: upstream.service ?? upstream.name,
-          picker: createPicker(upstream.balancer),
+          picker: createPicker(upstream.balancer, { sticky: upstream.sticky !== undefined }),
           connectTimeoutMs: upstream.timeouts.connect,
           poolIdleMs: upstream.timeouts.poolIdle,
           maxConnectionsPerEndpoint: upstream.maxConnectionsPerEndpoint,
@@ -112,6 +115,7 @@ export class Sidecar {
       );
     }
     registerCoreRoutes(this);
+    installResilience(this);
     // Last, so the per-attempt tracing layer lands innermost, after the layers pushed above.
     installTelemetry(this);
   }
@@ -148,6 +152,7 @@ export class Sidecar {
     const inbound = await this.#inbound.listen(config.inbound.port, config.inbound.address);
     this.#ports = { admin, inbound, upstreams };
     this.#state = 'serving';
+    for (const hook of this.afterStart) hook();
     this.log.info({ service: config.service.name, ports: this.#ports }, 'sidecar serving');
     return this.#ports;
   }
@@ -157,7 +162,7 @@ export class Sidecar {
     const name = `outbound:${upstream.name}`;
     if (upstream.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: upstream.timeouts.connect, idleTimeoutMs: upstream.timeouts.idle, log: this.log });
-      return new TcpListener(name, proxy, this.log);
+      return new TcpListener(name, proxy, this.log, undefined, connectionGateOptions(this.events, name, upstream.connectionLimit));
     }
     const proxy = createHttpProxy({
       cluster,
@@ -168,7 +173,8 @@ export class Sidecar {
       observers: this.observers,
       log: this.log,
     });
-    return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: upstream.timeouts.idle, log: this.log }, proxy);
+    const connectionLimit = connectionGateOptions(this.events, name, upstream.connectionLimit);
+    return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, proxy);
   }
 
   #inboundListener(): Listener {
@@ -176,7 +182,7 @@ export class Sidecar {
     const cluster = this.localCluster;
     if (inbound.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: inbound.timeouts.connect, idleTimeoutMs: inbound.timeouts.idle, log: this.log });
-      return new TcpListener('inbound', proxy, this.log);
+      return new TcpListener('inbound', proxy, this.log, undefined, connectionGateOptions(this.events, 'inbound', inbound.connectionLimit));
     }
     const proxy = createHttpProxy({
       cluster,
@@ -187,7 +193,8 @@ export class Sidecar {
       observers: this.observers,
       log: this.log,
     });
-    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, log: this.log }, proxy);
+    const connectionLimit = connectionGateOptions(this.events, 'inbound', inbound.connectionLimit);
+    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, log: this.log }, proxy);
   }
 
   /** Listeners by name, for the admin API and metrics. */

@@ -6,6 +6,8 @@ export interface PickContext {
   readonly avoid?: EndpointState | undefined;
   /** A key for hash-based pickers (header, cookie or source IP value). */
   readonly hashKey?: string | undefined;
+  /** Sticky-session id of the endpoint the client is pinned to (see `stickyId`), if any. */
+  readonly pinned?: string | undefined;
 }
 
 /** Chooses one endpoint among available candidates. Pure: no I/O. */

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { duration } from './duration.ts';
 import { host, listenPort, port, serviceName } from './fields.ts';
+import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCheckSchema, outlierDetectionSchema, rateLimitSchema, retrySchema, stickySchema } from '../resilience/config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
@@ -20,7 +21,7 @@ export const DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT = 128;
 const timeoutsSchema = z
   .strictObject({
     connect: duration(DEFAULT_CONNECT_TIMEOUT_MS, 'Time allowed to open a connection to an endpoint'),
-    request: duration(DEFAULT_REQUEST_TIMEOUT_MS, 'Time allowed for the whole exchange until response headers arrive; 0 disables'),
+    request: duration(DEFAULT_REQUEST_TIMEOUT_MS, 'Time allowed for the whole exchange until response headers arrive, across all retries; 0 disables'),
     idle: duration(DEFAULT_IDLE_TIMEOUT_MS, 'A connection (client side or TCP pipe) with no bytes for this long is closed'),
     poolIdle: duration(DEFAULT_POOL_IDLE_MS, 'Pooled upstream connections unused this long are closed'),
   })
@@ -41,7 +42,7 @@ export const endpointSchema = z
   })
   .describe('One instance of a service');
 
-export const BALANCERS = ['round_robin', 'least_request'] as const;
+export const BALANCERS = ['round_robin', 'least_request', 'random', 'p2c_ewma', 'ring_hash', 'maglev'] as const;
 export const PROTOCOLS = ['http', 'tcp'] as const;
 
 export const upstreamSchema = z
@@ -51,10 +52,18 @@ export const upstreamSchema = z
     port: listenPort().describe('Local port the app calls to reach this upstream'),
     address: host().default('127.0.0.1').describe('Local address of the upstream listener (default 127.0.0.1)'),
     protocol: z.enum(PROTOCOLS).default('http').describe('http (L7, HTTP/1.1) or tcp (L4 byte pipe)'),
-    balancer: z.enum(BALANCERS).default('round_robin').describe('Endpoint picker: round_robin (weighted) or least_request (P2C)'),
+    balancer: z.enum(BALANCERS).default('round_robin').describe('Endpoint picker: round_robin (weighted), least_request (P2C), random, p2c_ewma (P2C on peak-EWMA latency), ring_hash or maglev (consistent hash on `hashPolicy`)'),
     timeouts: timeoutsSchema,
     maxConnectionsPerEndpoint: z.int().min(1).default(DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT).describe('Pooled connections per endpoint (default 128)'),
     endpoints: z.array(endpointSchema).default([]).describe('Static endpoints, merged with discovered ones'),
+    retries: retrySchema,
+    circuitBreaker: circuitBreakerSchema,
+    outlierDetection: outlierDetectionSchema,
+    healthCheck: healthCheckSchema.optional(),
+    rateLimit: rateLimitSchema.optional(),
+    connectionLimit: connectionLimitSchema.optional(),
+    hashPolicy: hashPolicySchema.optional(),
+    sticky: stickySchema.optional(),
   })
   .describe('A service this app calls, exposed on a local port');
 
@@ -75,6 +84,8 @@ export const configSchema = z
         port: listenPort().default(DEFAULT_INBOUND_PORT).describe(`Inbound listener port (default ${DEFAULT_INBOUND_PORT})`),
         protocol: z.enum(PROTOCOLS).default('http').describe('Protocol of the local app: http or tcp'),
         timeouts: timeoutsSchema,
+        rateLimit: rateLimitSchema.optional(),
+        connectionLimit: connectionLimitSchema.optional(),
       })
       .prefault({})
       .describe('Listener for traffic from peers to the local app'),

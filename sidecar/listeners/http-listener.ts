@@ -3,6 +3,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { Socket } from 'node:net';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { meshError } from '../errors.ts';
+import { ConnectionGate, type ConnectionGateOptions } from '../resilience/connection-limit.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { listen, waitUntil } from './listen.ts';
 
@@ -13,6 +14,8 @@ export interface HttpListenerOptions {
   readonly idleTimeoutMs: number;
   /** When set, the listener speaks TLS with these options (mTLS: requestCert + rejectUnauthorized). */
   readonly tls?: TlsOptions;
+  /** Caps client connections served at once, queueing a bounded number more (HAProxy maxconn). */
+  readonly connectionLimit?: ConnectionGateOptions | undefined;
   readonly log: Logger;
 }
 
@@ -26,6 +29,7 @@ export class HttpListener {
   readonly name: string;
   readonly server: Server | HttpsServer;
   readonly #log: Logger;
+  readonly #gate: ConnectionGate | undefined;
   #inFlight = 0;
   #closing = false;
 
@@ -49,6 +53,7 @@ export class HttpListener {
     this.server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, tracked) : createHttpServer(serverOptions, tracked);
     if (options.idleTimeoutMs > 0) this.server.setTimeout(options.idleTimeoutMs, (socket: Socket) => socket.destroy());
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    this.#gate = options.connectionLimit && new ConnectionGate(this.server, options.connectionLimit);
     if (options.tls) this.server.on('tlsClientError', (err: Error, socket: Socket) => this.#log.warn({ listener: this.name, peer: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
   }
 
@@ -91,6 +96,7 @@ export class HttpListener {
   async close(drainMs: number): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
+    this.#gate?.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     await waitUntil(() => {
       this.server.closeIdleConnections();

@@ -1,5 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type SecureContextOptions, type TlsOptions } from 'node:tls';
+import { ConnectionGate, type ConnectionGateOptions } from '../resilience/connection-limit.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { listen, waitUntil } from './listen.ts';
 
@@ -8,8 +9,9 @@ export class TcpListener {
   readonly name: string;
   readonly server: Server;
   readonly #sockets = new Set<Socket>();
+  readonly #gate: ConnectionGate | undefined;
 
-  constructor(name: string, handler: (socket: Socket) => void, log: Logger, tls?: TlsOptions) {
+  constructor(name: string, handler: (socket: Socket) => void, log: Logger, tls?: TlsOptions, connectionLimit?: ConnectionGateOptions) {
     this.name = name;
     const track = (socket: Socket) => {
       this.#sockets.add(socket);
@@ -18,6 +20,7 @@ export class TcpListener {
     };
     const options = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
     this.server = tls ? createTlsServer({ ...options, ...tls }, track) : createServer(options, track);
+    this.#gate = connectionLimit && new ConnectionGate(this.server, connectionLimit);
     if (tls) this.server.on('tlsClientError', (err: Error, socket: Socket) => log.warn({ listener: name, peer: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
   }
 
@@ -36,6 +39,7 @@ export class TcpListener {
 
   /** Stops accepting, waits up to `drainMs` for open connections to finish, then destroys the rest. */
   async close(drainMs: number): Promise<void> {
+    this.#gate?.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     await waitUntil(() => this.#sockets.size === 0, drainMs);
     for (const socket of this.#sockets) socket.destroy();

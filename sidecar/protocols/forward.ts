@@ -16,7 +16,7 @@ export interface ForwardTimeouts {
 export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
   return async function forwardToEndpoint(x: ProxyExchange): Promise<UpstreamResponse> {
     const previous = x.tried.length > 0 ? x.tried[x.tried.length - 1] : undefined;
-    const state = x.cluster.pick({ avoid: previous, hashKey: x.notes.get('hashKey') as string | undefined });
+    const state = x.cluster.pick({ avoid: previous, hashKey: x.notes.get('hashKey') as string | undefined, pinned: x.notes.get('stickyEndpoint') as string | undefined });
     if (!state) {
       const kind = x.cluster.discovered ? 'NO_HEALTHY_ENDPOINT' : 'DISCOVERY_UNAVAILABLE';
       throw meshError(kind, `no healthy endpoint for upstream "${x.cluster.name}" (service "${x.cluster.service}")`);

@@ -33,6 +33,7 @@ export function respondWithError(res: ServerResponse, err: MeshletError, extraHe
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'x-meshlet-error': err.reason,
+    ...err.headers,
     ...extraHeaders,
   });
   res.end(body);

@@ -1,0 +1,117 @@
+/**
+ * Resilience policies, assembled per upstream from config. Outbound chain, outermost first:
+ *
+ *   rateLimit -> hashKey -> sticky -> retry -> circuitBreaker -> outlierDetection -> latency -> (telemetry) -> forward
+ *
+ * Per-request policies sit outside the retry layer; per-attempt ones inside it, so each attempt takes a
+ * breaker slot, feeds outlier detection and the latency EWMA. A policy whose config turns it off is
+ * left out of the chain rather than run as a no-op. Active health checks and listener connection
+ * limits are not layers: `installResilience` starts the checkers with the sidecar and stops them on
+ * drain; `connectionGateOptions` hands listeners their limits.
+ */
+import type { Cluster } from '../cluster/cluster.ts';
+import type { UpstreamConfig } from '../config/schema.ts';
+import { composeLayers, type Forward, type ForwardLayer } from '../protocols/exchange.ts';
+import type { Sidecar, UpstreamLayerContext } from '../sidecar.ts';
+import type { MeshEvents } from '../telemetry/events.ts';
+import { createHashKey, createSticky } from './affinity.ts';
+import { ConcurrencyLimits, createCircuitBreaker } from './circuit-breaker.ts';
+import type { ConnectionGateOptions } from './connection-limit.ts';
+import { HealthChecker } from './health-check.ts';
+import { createLatencyFeed } from './latency.ts';
+import { OutlierDetector } from './outlier-detector.ts';
+import { createOutlierDetection } from './outlier-detection.ts';
+import { createRateLimit } from './rate-limit.ts';
+import type { ConnectionLimitConfig } from './rate-limit-config.ts';
+import { createRetry } from './retry.ts';
+import { RetryBudget } from './retry-budget.ts';
+
+/** State shared by one upstream's layers (the breaker's counters are read by the retry layer). */
+interface UpstreamPolicyState {
+  readonly ctx: UpstreamLayerContext;
+  readonly limits: ConcurrencyLimits | undefined;
+  readonly timers: Set<NodeJS.Timeout>;
+}
+
+/** Builds one policy's layer for an upstream, or undefined when its config leaves it off. */
+type PolicyFactory = (state: UpstreamPolicyState) => ForwardLayer | undefined;
+
+/** The policies by name; `OUTBOUND_ORDER` says how they nest. */
+export const OUTBOUND_POLICIES = {
+  rateLimit: ({ ctx }) => {
+    const conf = ctx.upstream.rateLimit;
+    return conf && ((next) => createRateLimit(conf, next, { scope: `upstream:${ctx.upstream.name}`, events: ctx.events }));
+  },
+  hashKey: ({ ctx }) => {
+    const conf = ctx.upstream.hashPolicy;
+    return conf && ((next) => createHashKey(conf, next));
+  },
+  sticky: ({ ctx }) => {
+    const conf = ctx.upstream.sticky;
+    return conf && ((next) => createSticky(conf, next));
+  },
+  retry: ({ ctx, limits }) => {
+    const conf = ctx.upstream.retries;
+    if (!conf.enabled || conf.maxAttempts === 1) return undefined;
+    const { ratio, minRetriesPerSecond, window } = conf.budget;
+    const budget = new RetryBudget({ ratio, minRetriesPerSecond, windowMs: window });
+    return (next) => createRetry(conf, next, { upstream: ctx.upstream.name, events: ctx.events, budget, limits, requestTimeoutMs: ctx.upstream.timeouts.request });
+  },
+  circuitBreaker: ({ ctx, limits }) => limits && ((next) => createCircuitBreaker(limits, next, { upstream: ctx.upstream.name, events: ctx.events })),
+  outlierDetection: ({ ctx, timers }) => {
+    const conf = ctx.upstream.outlierDetection;
+    if (!conf.enabled) return undefined;
+    const detector = new OutlierDetector(conf);
+    return (next) => createOutlierDetection(detector, next, { upstream: ctx.upstream.name, cluster: ctx.cluster, events: ctx.events, log: ctx.log, timers });
+  },
+  latency: () => createLatencyFeed,
+} as const satisfies Record<string, PolicyFactory>;
+
+export type PolicyName = keyof typeof OUTBOUND_POLICIES;
+
+/** Nesting of the outbound chain, outermost first. */
+export const OUTBOUND_ORDER: readonly PolicyName[] = ['rateLimit', 'hashKey', 'sticky', 'retry', 'circuitBreaker', 'outlierDetection', 'latency'];
+
+/** Builds an upstream's resilience chain as one layer; `timers` collects timers to clear on drain. */
+export function buildOutboundChain(ctx: UpstreamLayerContext, timers: Set<NodeJS.Timeout>): ForwardLayer {
+  const breaker = ctx.upstream.circuitBreaker;
+  const state: UpstreamPolicyState = { ctx, limits: breaker.enabled ? new ConcurrencyLimits(breaker) : undefined, timers };
+  const layers: ForwardLayer[] = [];
+  for (const name of OUTBOUND_ORDER) {
+    const layer = (OUTBOUND_POLICIES[name] as PolicyFactory)(state);
+    if (layer) layers.push(layer);
+  }
+  return (next: Forward) => composeLayers(layers, next);
+}
+
+/** Listener options for a connection limit, refusals announced as `rateLimited` events. */
+export function connectionGateOptions(events: MeshEvents, listener: string, conf: ConnectionLimitConfig | undefined): ConnectionGateOptions | undefined {
+  if (!conf) return undefined;
+  return { ...conf, onRefused: (reason, peer) => events.emit('rateLimited', { scope: `listener:${listener}`, key: `${reason}:${peer ?? 'unknown'}` }) };
+}
+
+/**
+ * Wires resilience into a sidecar: the outbound chain for every HTTP upstream (first in
+ * `outboundLayers`, so outermost), the inbound rate limit, and active health checks that start with
+ * the sidecar and stop when it drains.
+ */
+export function installResilience(sidecar: Sidecar): void {
+  const timers = new Set<NodeJS.Timeout>();
+  sidecar.outboundLayers.unshift((ctx) => buildOutboundChain(ctx, timers));
+  const inboundLimit = sidecar.config.inbound.rateLimit;
+  if (inboundLimit) sidecar.inboundLayers.unshift((next) => createRateLimit(inboundLimit, next, { scope: 'inbound', events: sidecar.events }));
+  const checkers = sidecar.config.upstreams.flatMap((upstream) => healthChecker(sidecar, upstream, sidecar.clusters.get(upstream.name)));
+  sidecar.afterStart.push(() => {
+    for (const checker of checkers) checker.start();
+  });
+  sidecar.beforeDrain.push(async () => {
+    for (const checker of checkers) checker.stop();
+    for (const timer of timers) clearTimeout(timer);
+    timers.clear();
+  });
+}
+
+function healthChecker(sidecar: Sidecar, upstream: UpstreamConfig, cluster: Cluster | undefined): HealthChecker[] {
+  if (!upstream.healthCheck || !cluster) return [];
+  return [new HealthChecker(upstream.healthCheck, { upstream: upstream.name, cluster, events: sidecar.events, log: sidecar.log })];
+}

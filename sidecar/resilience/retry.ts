@@ -1,0 +1,178 @@
+/**
+ * The retry layer. States of one request: buffer the body (when it can be resent) -> attempt -> on a
+ * retryable failure, check attempts left, time left, concurrent retries and the budget -> back off with
+ * jitter -> attempt again (the innermost forward avoids the endpoint just tried). Also enforces the
+ * per-try timeout (abort the attempt, then retry) and the request timeout across all tries.
+ *
+ * What is retryable: a connect failure for any method (no byte was sent); for idempotent methods also
+ * resets, timeouts and the configured statuses. A response being retried has its body drained.
+ */
+import { PassThrough } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isMeshError, meshError, MeshletError } from '../errors.ts';
+import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import type { MeshEvents } from '../telemetry/events.ts';
+import { backoffDelay } from './backoff.ts';
+import type { ConcurrencyLimits } from './circuit-breaker.ts';
+import type { RetryConfig } from './retry-config.ts';
+import type { RetryBudget } from './retry-budget.ts';
+
+/** Methods RFC 9110 defines as idempotent: repeating them has the effect of sending them once. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Bytes of a discarded response body read to keep its connection; past this it is cut. */
+const DRAIN_LIMIT_BYTES = 64 * 1024;
+
+export interface RetryDeps {
+  readonly upstream: string;
+  readonly events: MeshEvents;
+  readonly budget: RetryBudget;
+  /** Concurrent-retry limit from the circuit breaker, when enabled. */
+  readonly limits?: ConcurrencyLimits | undefined;
+  /** Request timeout across all attempts (until response headers); 0 disables. */
+  readonly requestTimeoutMs: number;
+  readonly random?: () => number;
+}
+
+/** Builds the retry layer around `next` (which makes one attempt). */
+export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): Forward {
+  const statuses = new Set(conf.statuses);
+  const { upstream, events, budget, limits, requestTimeoutMs } = deps;
+  const random = deps.random ?? Math.random;
+
+  return async function retrying(x: ProxyExchange): Promise<UpstreamResponse> {
+    budget.deposit();
+    const idempotent = IDEMPOTENT.has(x.method);
+    const resendable = await bufferBody(x, conf.maxBodyBytes);
+    const deadline = requestTimeoutMs > 0 ? x.startedAt + requestTimeoutMs : Infinity;
+    for (let attempt = 1; ; attempt++) {
+      // A retry holds one of the breaker's concurrent-retry slots until its response headers arrive.
+      const holdsRetrySlot = attempt > 1 && limits !== undefined;
+      let reason: string;
+      try {
+        const response = await attemptOnce(x, next, conf.perTryTimeout, deadline, attempt).finally(() => {
+          if (holdsRetrySlot) limits.releaseRetry();
+        });
+        if (!statuses.has(response.statusCode) || !idempotent) return response;
+        reason = `status_${response.statusCode}`;
+        if (!mayRetry(x, attempt, resendable, deadline, reason)) return response;
+        drain(response);
+      } catch (err) {
+        if (x.signal.aborted || !(err instanceof MeshletError)) throw err;
+        const connectFailure = isMeshError(err, 'UPSTREAM_CONNECT');
+        const retryable = connectFailure || (idempotent && conf.onReset && (isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT')));
+        if (!retryable) throw err;
+        reason = err.reason;
+        if (!mayRetry(x, attempt, resendable, deadline, reason)) throw err;
+      }
+      try {
+        await sleep(backoffDelay(attempt, conf.backoffBase, random), undefined, { signal: x.signal });
+      } catch (err) {
+        limits?.releaseRetry();
+        throw err;
+      }
+    }
+  };
+
+  /** Whether another attempt may start; takes a concurrent-retry slot and budget when it may. */
+  function mayRetry(x: ProxyExchange, attempt: number, resendable: boolean, deadline: number, reason: string): boolean {
+    if (attempt >= conf.maxAttempts || !resendable || performance.now() >= deadline) return false;
+    if (limits && !limits.tryAcquireRetry()) {
+      events.emit('breakerRejected', { upstream, reason: 'overflow' });
+      return false;
+    }
+    if (!budget.tryWithdraw()) {
+      limits?.releaseRetry();
+      events.emit('retryBudgetExhausted', { upstream });
+      return false;
+    }
+    events.emit('retry', { upstream, attempt: attempt + 1, reason });
+    return true;
+  }
+}
+
+/**
+ * One attempt with its own abort signal: aborted by the client, by the per-try timeout, or by the
+ * request deadline. The attempt sees a shallow copy of the exchange carrying that signal.
+ */
+async function attemptOnce(x: ProxyExchange, next: Forward, perTryMs: number, deadline: number, attempt: number): Promise<UpstreamResponse> {
+  const remaining = deadline - performance.now();
+  const limitMs = perTryMs > 0 ? Math.min(perTryMs, remaining) : remaining;
+  if (!Number.isFinite(limitMs)) return next(x);
+  const controller = new AbortController();
+  const timer = setTimeout(() => {
+    const what = limitMs === perTryMs ? `per-try timeout of ${perTryMs} ms` : 'request timeout';
+    controller.abort(meshError('UPSTREAM_TIMEOUT', `attempt ${attempt} to upstream "${x.cluster.name}" hit the ${what}`));
+  }, Math.max(0, limitMs));
+  const copy: ProxyExchange = { ...x, signal: AbortSignal.any([x.signal, controller.signal]) };
+  try {
+    return await next(copy);
+  } finally {
+    clearTimeout(timer);
+    x.attempts = copy.attempts;
+  }
+}
+
+/**
+ * Buffers a request body up to `limit` bytes into `x.body` so it can be resent; resolves whether the
+ * request can be retried. A larger body keeps streaming, what was read replayed first. The client
+ * stream is read with events rather than an async iterator, which would destroy the request (and
+ * detach its socket) at the end.
+ */
+async function bufferBody(x: ProxyExchange, limit: number): Promise<boolean> {
+  const body = x.body;
+  if (body === null || Buffer.isBuffer(body)) return true;
+  const declared = Number(x.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return false;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const complete = await new Promise<boolean>((resolve, reject) => {
+    const cleanup = () => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size <= limit) return;
+      body.pause();
+      cleanup();
+      resolve(false);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(true);
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(meshError('BAD_REQUEST', `request body from the client failed: ${err.message}`, err));
+    };
+    const onClose = () => onError(new Error('client closed the connection before the body ended'));
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+    body.once('close', onClose);
+  });
+  if (complete) {
+    x.body = Buffer.concat(chunks, size);
+    return true;
+  }
+  const replay = new PassThrough();
+  for (const chunk of chunks) replay.write(chunk);
+  body.on('error', (err) => replay.destroy(err));
+  body.pipe(replay);
+  x.body = replay;
+  return false;
+}
+
+/** Reads and discards a response we retry, so its connection can be reused; a long body is cut. */
+function drain(response: UpstreamResponse): void {
+  const body = response.body;
+  let read = 0;
+  body.on('error', () => {});
+  body.on('data', (chunk: Buffer) => {
+    read += chunk.length;
+    if (read > DRAIN_LIMIT_BYTES) body.destroy();
+  });
+}
