@@ -5,6 +5,7 @@
 import { createPicker } from './balancer/index.ts';
 import { Cluster } from './cluster/cluster.ts';
 import type { MeshletConfig, UpstreamConfig } from './config/schema.ts';
+import { ConsulIntegration } from './discovery/consul.ts';
 import { FileProvider } from './discovery/file.ts';
 import { EndpointRegistry } from './discovery/registry.ts';
 import { StaticProvider } from './discovery/static.ts';
@@ -72,6 +73,8 @@ export class Sidecar {
   /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
   readonly afterStop: Array<() => Promise<void>> = [];
   readonly #options: SidecarOptions;
+  /** Consul discovery and self-registration, when `discovery.consul` is configured (set by start). */
+  consul: ConsulIntegration | undefined;
   readonly #outbound = new Map<string, Listener>();
   #inbound: Listener | undefined;
   #state: LifecycleState = 'created';
@@ -143,6 +146,7 @@ export class Sidecar {
 
     const admin = await this.admin.listen(config.admin.port, config.admin.address);
     const upstreams: Record<string, number> = {};
+    if (config.discovery.consul) providers.push((this.consul = new ConsulIntegration(this, config.discovery.consul)).provider);
     for (const upstream of config.upstreams) {
       const listener = this.#outboundListener(upstream);
       this.#outbound.set(upstream.name, listener);
@@ -159,6 +163,7 @@ export class Sidecar {
 
   #outboundListener(upstream: UpstreamConfig): Listener {
     const cluster = this.clusters.get(upstream.name)!;
+    this.consul?.startRegistration(this.#ports);
     const name = `outbound:${upstream.name}`;
     if (upstream.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: upstream.timeouts.connect, idleTimeoutMs: upstream.timeouts.idle, log: this.log });

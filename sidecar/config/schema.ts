@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { duration } from './duration.ts';
 import { host, listenPort, port, serviceName } from './fields.ts';
 import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCheckSchema, outlierDetectionSchema, rateLimitSchema, retrySchema, stickySchema } from '../resilience/config.ts';
+import { consulSchema } from '../discovery/consul-config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
@@ -99,6 +100,7 @@ export const configSchema = z
           .optional()
           .describe('File catalog provider'),
       })
+        consul: consulSchema.optional().describe('Consul provider and self-registration (see docs/consul.md)'),
       .prefault({})
       .describe('Where endpoints come from, besides static ones'),
     admin: z
