@@ -53,6 +53,7 @@ export const ErrorCodes = {
   CA_BAD_CSR: spec('MESH_ERR_CA_BAD_CSR', 400, 'bad_csr'),
   CA_FORBIDDEN_IDENTITY: spec('MESH_ERR_CA_FORBIDDEN_IDENTITY', 403, 'forbidden_identity'),
   INTERNAL: spec('MESH_ERR_INTERNAL', 500, 'internal'),
+  TLS_NO_CERTIFICATE: spec('MESH_ERR_TLS_NO_CERTIFICATE', 503, 'no_certificate'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorKind = keyof typeof ErrorCodes;

@@ -12,6 +12,7 @@ Usage:
   meshlet sidecar --config FILE     run a sidecar (YAML or JSON config; --config-env VAR reads it from VAR)
   meshlet validate --config FILE    check a config file and print the effective config
   meshlet demo                      run the demo mesh on loopback (no Consul needed)
+  meshlet ca <init|token|serve|rotate|retire>   the built-in CA (meshlet ca --help)
   meshlet wait-ready [--admin URL] [--timeout 60s]   block until a sidecar's /ready is 200 (run before the app)
   meshlet inject --k8s FILE | --compose FILE   add sidecars to manifests (meshlet.io/* annotations)
   meshlet webhook --cert F --key F  Kubernetes mutating admission webhook (POST /mutate)
@@ -80,7 +81,12 @@ async function waitReady(args: string[]): Promise<number> {
   return (await import('./admin/wait-ready.ts')).waitReadyCommand(args);
 }
 
-const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook, 'wait-ready': waitReady };
+async function ca(args: string[]): Promise<number> {
+  const { runCa } = await import('../certs/cli.ts');
+  return runCa(args);
+}
+
+const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook, ca, 'wait-ready': waitReady };
 
 class UsageError extends Error {}
 

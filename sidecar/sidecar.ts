@@ -18,6 +18,7 @@ import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
 import { createHttpProxy } from './protocols/http1.ts';
 import { createTcpProxy } from './protocols/tcp.ts';
 import { connectionGateOptions, installResilience } from './resilience/index.ts';
+import { installSecurity, type InboundSecurity } from './security/install.ts';
 import { MeshEvents } from './telemetry/events.ts';
 import { installTelemetry } from './telemetry/install.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
@@ -73,6 +74,8 @@ export class Sidecar {
   /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
   readonly afterStop: Array<() => Promise<void>> = [];
   readonly #options: SidecarOptions;
+  /** mTLS for the inbound listener (set by start when `security.mtls` is on). */
+  #security: InboundSecurity | undefined;
   /** Consul discovery and self-registration, when `discovery.consul` is configured (set by start). */
   consul: ConsulIntegration | undefined;
   readonly #outbound = new Map<string, Listener>();
@@ -137,6 +140,8 @@ export class Sidecar {
   async start(): Promise<BoundPorts> {
     this.#state = 'starting';
     const { config } = this;
+    // First: with mTLS on, no certificate means no start (never a silent plaintext listener).
+    this.#security = await installSecurity(this);
     for (const cluster of this.clusters.values()) this.registry.subscribe(cluster.service, (eps) => cluster.setEndpoints(eps));
     // Mark clusters with no discovered endpoints yet as "known empty" only once a provider spoke.
     const providers: DiscoveryProvider[] = [new StaticProvider(config)];
@@ -153,6 +158,7 @@ export class Sidecar {
       upstreams[upstream.name] = await listener.listen(upstream.port, upstream.address);
     }
     this.#inbound = this.#inboundListener();
+    this.#security?.attachInbound(this.#inbound);
     const inbound = await this.#inbound.listen(config.inbound.port, config.inbound.address);
     this.#ports = { admin, inbound, upstreams };
     this.#state = 'serving';
@@ -187,11 +193,12 @@ export class Sidecar {
     const cluster = this.localCluster;
     if (inbound.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: inbound.timeouts.connect, idleTimeoutMs: inbound.timeouts.idle, log: this.log });
-      return new TcpListener('inbound', proxy, this.log, undefined, connectionGateOptions(this.events, 'inbound', inbound.connectionLimit));
+      const handler = this.#security ? this.#security.gateTcp(proxy) : proxy;
+      return new TcpListener('inbound', handler, this.log, this.#security?.tls, connectionGateOptions(this.events, 'inbound', inbound.connectionLimit));
     }
     const proxy = createHttpProxy({
       cluster,
-      clientProto: 'http',
+      clientProto: this.#security ? 'https' : 'http',
       requestTimeoutMs: inbound.timeouts.request,
       idleTimeoutMs: inbound.timeouts.idle,
       layers: this.inboundLayers,
@@ -199,7 +206,7 @@ export class Sidecar {
       log: this.log,
     });
     const connectionLimit = connectionGateOptions(this.events, 'inbound', inbound.connectionLimit);
-    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, log: this.log }, proxy);
+    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, proxy);
   }
 
   /** Listeners by name, for the admin API and metrics. */

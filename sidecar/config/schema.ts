@@ -8,6 +8,7 @@ import { host, listenPort, port, serviceName } from './fields.ts';
 import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCheckSchema, outlierDetectionSchema, rateLimitSchema, retrySchema, stickySchema } from '../resilience/config.ts';
 import { consulSchema } from '../discovery/consul-config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
+import { securitySchema } from '../security/config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
 export const DEFAULT_INBOUND_PORT = 15001;
@@ -130,6 +131,7 @@ export const configSchema = z
       .prefault({})
       .describe('Logs (JSON on stdout)'),
     telemetry: telemetrySchema.describe('Traces (OpenTelemetry over OTLP/HTTP) and metrics (Prometheus at admin /metrics)'),
+    security: securitySchema,
   })
   .describe('Meshlet sidecar configuration');
 

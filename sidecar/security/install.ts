@@ -1,0 +1,113 @@
+/**
+ * Wires mTLS into a sidecar before its listeners bind: obtains the first certificate (or fails the
+ * start, naming the CA), puts mTLS transports on every meshed upstream, guards the inbound listener,
+ * and keeps all of them current as certificates renew and the trust bundle changes.
+ */
+import type { Socket } from 'node:net';
+import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
+import { parseSpiffeId, spiffeId } from '../../certs/spiffe.ts';
+import { sendJson } from '../admin/server.ts';
+import type { Endpoint } from '../discovery/types.ts';
+import type { HttpListener } from '../listeners/http-listener.ts';
+import type { TcpListener } from '../listeners/tcp-listener.ts';
+import type { Sidecar } from '../sidecar.ts';
+import { createCertificateSource } from './ca-source.ts';
+import { Credentials, type TlsMaterial } from './credentials.ts';
+import { authorizationLayer, peerIdentity, tcpAuthorizationGate, type InboundGuardOptions } from './inbound.ts';
+import { AuthorizationPolicy } from './policy.ts';
+import { mtlsTransport, secureContextOptions } from './transport.ts';
+
+/** What the sidecar's inbound listener needs from the security module. */
+export interface InboundSecurity {
+  /** TLS options for the inbound listener: our chain, client certificates required and verified. */
+  readonly tls: TlsOptions;
+  /** Wraps the inbound TCP handler so only authorized callers reach the app. */
+  gateTcp(handler: (socket: Socket) => void): (socket: Socket) => void;
+  /** Hooks the bound inbound listener: identity check per connection, context swaps on renewal. */
+  attachInbound(listener: HttpListener | TcpListener): void;
+  readonly credentials: Credentials;
+}
+
+/** Sets up mTLS when `security.mtls` is on; resolves undefined otherwise. Call before listeners bind. */
+export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity | undefined> {
+  const { security, service } = sidecar.config;
+  if (!security.mtls) return undefined;
+  const { events, log } = sidecar;
+  const source = await createCertificateSource(security, { namespace: service.namespace, service: service.name });
+  const credentials = new Credentials({
+    source,
+    namespace: service.namespace,
+    service: service.name,
+    trustDomain: security.trustDomain,
+    leafTtlMs: security.leafTtl,
+    bundleRefreshMs: security.bundleRefresh,
+    events,
+    log,
+  });
+  const first = await credentials.start();
+  sidecar.beforeDrain.push(async () => credentials.stop());
+
+  const plaintext = new Set(security.plaintextUpstreams);
+  const applyTransports = (material: TlsMaterial) => {
+    for (const upstream of sidecar.config.upstreams) {
+      if (plaintext.has(upstream.name)) continue;
+      const cluster = sidecar.clusters.get(upstream.name)!;
+      const trustDomain = material.identity.trustDomain;
+      const configured = security.identities[upstream.name] ?? spiffeId({ trustDomain, namespace: service.namespace, service: cluster.service });
+      // Discovery may name an endpoint's identity (e.g. Consul meta); only within our trust domain, and config wins.
+      const expectedIdentity = (endpoint: Endpoint) => {
+        const named = endpoint.meta.identity;
+        return security.identities[upstream.name] === undefined && named !== undefined && inTrustDomain(named, trustDomain) ? named : configured;
+      };
+      cluster.setTransport(mtlsTransport({ material, upstream: upstream.name, expectedIdentity, connectTimeoutMs: upstream.timeouts.connect, events }));
+    }
+  };
+  applyTransports(first);
+
+  const policy = new AuthorizationPolicy(security.authorization.rules, security.authorization.default);
+  const guard: InboundGuardOptions = { local: () => credentials.material.identity, policy, events, log };
+  if (sidecar.config.inbound.protocol === 'http') sidecar.inboundLayers.unshift(authorizationLayer(guard));
+
+  let inbound: HttpListener | TcpListener | undefined;
+  credentials.onChange((material) => {
+    inbound?.setSecureContext(secureContextOptions(material));
+    applyTransports(material);
+  });
+
+  sidecar.admin.route('GET', '/certs', (_req, res) => {
+    const m = credentials.material;
+    sendJson(res, 200, {
+      identity: m.spiffeId,
+      notAfter: m.notAfter.toISOString(),
+      ca: source.description,
+      trustBundleRoots: m.trustBundle.split('BEGIN CERTIFICATE').length - 1,
+      plaintextUpstreams: [...plaintext],
+    });
+  });
+
+  return {
+    credentials,
+    tls: { ...secureContextOptions(first), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
+    gateTcp: (handler) => tcpAuthorizationGate(guard, handler),
+    attachInbound(listener) {
+      inbound = listener;
+      const server = listener.server as TlsServer;
+      server.on('tlsClientError', (err: Error, socket: Socket) => {
+        events.emit('tlsHandshakeError', { side: 'inbound', peer: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: err.message });
+      });
+      // A certificate from our CA but without an identity of our trust domain is refused at once.
+      server.on('secureConnection', (socket: TLSSocket) => {
+        if (socket.destroyed || peerIdentity(socket, credentials.material.identity.trustDomain)) return;
+        const san = socket.getPeerCertificate()?.subjectaltname ?? 'no SAN';
+        events.emit('tlsHandshakeError', { side: 'inbound', peer: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, error: `peer certificate carries no SPIFFE ID of trust domain ${credentials.material.identity.trustDomain} (${san})` });
+        log.warn({ peer: socket.remoteAddress, san }, 'inbound connection without a mesh identity refused');
+        socket.destroy();
+      });
+    },
+  };
+}
+
+/** True when `uri` is a SPIFFE ID in `trustDomain` (for identities named by discovery metadata). */
+export function inTrustDomain(uri: string, trustDomain: string): boolean {
+  return parseSpiffeId(uri)?.trustDomain === trustDomain;
+}

@@ -1,0 +1,172 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { createServer as createNetServer, connect as netConnect, type Server } from 'node:net';
+import type { Sidecar } from '../../sidecar/sidecar.ts';
+import { isMeshError } from '../../sidecar/errors.ts';
+import { startBackend, type TestBackend } from '../helpers/backend.ts';
+import { createTestCa, tlsRequest, type TestCa } from '../helpers/mesh-ca.ts';
+import { adminUrl, startSidecar, upstreamUrl, type RawConfig } from '../helpers/sidecar.ts';
+
+describe('mTLS between sidecars (built-in CA, real TLS on loopback)', () => {
+  let ca: TestCa;
+  let otherCa: TestCa;
+  const cleanup: Array<() => Promise<void>> = [];
+  beforeAll(async () => {
+    ca = await createTestCa({ trustDomain: 'mesh.test' });
+    otherCa = await createTestCa({ trustDomain: 'mesh.test' });
+  });
+  afterAll(async () => {
+    await ca.cleanup();
+    await otherCa.cleanup();
+  });
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  async function server(name: string, security: RawConfig = {}, inbound: RawConfig = {}): Promise<{ app: TestBackend; sidecar: Sidecar }> {
+    const app = await startBackend(name);
+    cleanup.push(() => app.close());
+    const sidecar = await startSidecar({ service: { name, port: app.port }, inbound, security: { mtls: true, ca: { dir: ca.dir }, ...security } });
+    cleanup.push(() => sidecar.stop());
+    return { app, sidecar };
+  }
+
+  async function client(upstream: string, port: number, security: RawConfig = {}, extra: RawConfig = {}): Promise<Sidecar> {
+    const sidecar = await startSidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: upstream, endpoints: [{ address: '127.0.0.1', port }], ...extra }],
+      security: { mtls: true, ca: { dir: ca.dir }, ...security },
+    });
+    cleanup.push(() => sidecar.stop());
+    return sidecar;
+  }
+
+  it('carries a call through two sidecars over mTLS, with the caller identity verified', async () => {
+    const { app, sidecar: greeter } = await server('greeter');
+    const frontend = await client('greeter', greeter.ports.inbound);
+    const res = await request(`${upstreamUrl(frontend, 'greeter')}/hello`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.json()).toMatchObject({ backend: 'greeter', url: '/hello' });
+    // The second hop (frontend sidecar -> greeter sidecar) was TLS.
+    expect(app.lastHeaders?.forwarded).toMatch(/proto=http;.*, for=127\.0\.0\.1;proto=https/);
+    const certs = await (await request(`${adminUrl(greeter)}/certs`)).body.json();
+    expect(certs).toMatchObject({ identity: 'spiffe://mesh.test/ns/default/svc/greeter', trustBundleRoots: 1 });
+  });
+
+  it('refuses clients without a certificate, from another CA, expired, or without a mesh identity', async () => {
+    const { app, sidecar: greeter } = await server('greeter');
+    const port = greeter.ports.inbound;
+    const bundle = ca.ca.trustBundle();
+    const errors: string[] = [];
+    greeter.events.on('tlsHandshakeError', (e) => errors.push(e.error));
+
+    const good = await tlsRequest(port, { ca: bundle, ...ca.leaf('frontend') });
+    expect(good.ok).toBe(true);
+    expect(good.text).toMatch(/^HTTP\/1\.1 200/);
+    const hitsAfterGood = app.hits;
+
+    const noCert = await tlsRequest(port, { ca: bundle });
+    expect(noCert.ok).toBe(false);
+    const foreign = await tlsRequest(port, { ca: bundle, ...otherCa.leaf('frontend') });
+    expect(foreign.ok).toBe(false);
+    const hourAgo = Date.now() - 3_600_000;
+    const expired = await tlsRequest(port, { ca: bundle, ...ca.leaf('frontend', { validity: { notBefore: new Date(hourAgo - 60_000), notAfter: new Date(hourAgo) } }) });
+    expect(expired.ok).toBe(false);
+    // Signed by our CA, but for another trust domain: the chain verifies, the identity does not.
+    const alien = await createTestCa({ trustDomain: 'other.test' });
+    cleanup.push(() => alien.cleanup());
+    const wrongDomain = await tlsRequest(port, { ca: bundle + alien.ca.trustBundle(), ...alien.leaf('frontend') });
+    expect(wrongDomain.ok).toBe(false);
+
+    expect(app.hits).toBe(hitsAfterGood);
+    expect(errors.length).toBeGreaterThanOrEqual(3);
+    expect(errors.join('\n')).toMatch(/certificate/i);
+  });
+
+  it('refuses a peer sidecar whose SPIFFE ID is not the expected service: 502 peer_identity', async () => {
+    const { app, sidecar: impostor } = await server('billing');
+    // The frontend believes the endpoint is "greeter"; it presents billing's valid mesh certificate.
+    const frontend = await client('greeter', impostor.ports.inbound);
+    const handshakeErrors: string[] = [];
+    frontend.events.on('tlsHandshakeError', (e) => handshakeErrors.push(`${e.side} ${e.error}`));
+    const res = await request(`${upstreamUrl(frontend, 'greeter')}/hello`);
+    expect(res.statusCode).toBe(502);
+    expect(res.headers['x-meshlet-error']).toBe('peer_identity');
+    expect(((await res.body.json()) as { message: string }).message).toContain('expected spiffe://mesh.test/ns/default/svc/greeter');
+    expect(app.hits).toBe(0);
+    expect(handshakeErrors.some((e) => e.startsWith('outbound') && e.includes('svc/billing'))).toBe(true);
+  });
+
+  it('answers 403 unauthorized to a caller the policy denies, and lets an allowed one through', async () => {
+    const { app, sidecar: greeter } = await server('greeter', { authorization: { default: 'deny', rules: [{ from: 'frontend', action: 'allow' }, { from: 'default/*', action: 'deny' }] } });
+    const denied: Array<{ source: string; destination: string }> = [];
+    greeter.events.on('authorizationDenied', (e) => denied.push(e));
+    const frontend = await client('greeter', greeter.ports.inbound);
+    const allowed = await request(`${upstreamUrl(frontend, 'greeter')}/ok`);
+    expect(allowed.statusCode).toBe(200);
+    await allowed.body.dump();
+
+    const intruder = await startSidecar({
+      service: { name: 'intruder', port: 1 },
+      upstreams: [{ name: 'greeter', endpoints: [{ address: '127.0.0.1', port: greeter.ports.inbound }] }],
+      security: { mtls: true, ca: { dir: ca.dir } },
+    });
+    cleanup.push(() => intruder.stop());
+    const hits = app.hits;
+    const res = await request(`${upstreamUrl(intruder, 'greeter')}/secret`);
+    expect(res.statusCode).toBe(403);
+    expect(res.headers['x-meshlet-error']).toBe('unauthorized');
+    expect(((await res.body.json()) as { message: string }).message).toContain('spiffe://mesh.test/ns/default/svc/intruder');
+    expect(app.hits).toBe(hits);
+    expect(denied).toEqual([{ source: 'spiffe://mesh.test/ns/default/svc/intruder', destination: 'spiffe://mesh.test/ns/default/svc/greeter', protocol: 'http' }]);
+  });
+
+  it('closes TCP connections from denied identities and pipes allowed ones over mTLS', async () => {
+    const echo: Server = createNetServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise((r) => echo.close(() => r())));
+    const echoPort = (echo.address() as { port: number }).port;
+    const db = await startSidecar({
+      service: { name: 'db', port: echoPort },
+      inbound: { protocol: 'tcp' },
+      security: { mtls: true, ca: { dir: ca.dir }, authorization: { default: 'deny', rules: [{ from: 'frontend', to: 'db', action: 'allow' }] } },
+    });
+    cleanup.push(() => db.stop());
+    const denied: string[] = [];
+    db.events.on('authorizationDenied', (e) => denied.push(`${e.protocol} ${e.source}`));
+    const talk = async (sidecar: Sidecar): Promise<string> => {
+      const socket = netConnect(sidecar.ports.upstreams.db!, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      await new Promise<void>((resolve) => {
+        socket.on('connect', () => socket.end('ping over mtls'));
+        socket.on('close', () => resolve());
+        socket.on('error', () => resolve());
+      });
+      return Buffer.concat(chunks).toString();
+    };
+    const frontend = await client('db', db.ports.inbound, {}, { protocol: 'tcp' });
+    expect(await talk(frontend)).toBe('ping over mtls');
+    const other = await startSidecar({
+      service: { name: 'reports', port: 1 },
+      upstreams: [{ name: 'db', protocol: 'tcp', endpoints: [{ address: '127.0.0.1', port: db.ports.inbound }] }],
+      security: { mtls: true, ca: { dir: ca.dir } },
+    });
+    cleanup.push(() => other.stop());
+    expect(await talk(other)).toBe('');
+    expect(denied).toEqual(['tcp spiffe://mesh.test/ns/default/svc/reports']);
+  });
+
+  it('fails to start, naming the CA, when mTLS is on and no certificate can be obtained', async () => {
+    const err = await startSidecar({
+      service: { name: 'greeter', port: 1 },
+      security: { mtls: true, ca: { url: 'https://127.0.0.1:1', token: 'mshl_x', caFile: `${ca.dir}/bundle.pem` } },
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isMeshError(err, 'TLS_NO_CERTIFICATE')).toBe(true);
+    expect((err as Error).message).toContain('https://127.0.0.1:1');
+    expect((err as Error).message).toContain('refusing to serve plaintext');
+  });
+});
