@@ -30,7 +30,8 @@ export class HttpListener {
   readonly server: Server | HttpsServer;
   readonly #log: Logger;
   readonly #gate: ConnectionGate | undefined;
-  #inFlight = 0;
+  /** Responses not yet closed; on drain, those whose head is unsent are told `connection: close`. */
+  readonly #inFlight = new Set<ServerResponse>();
   #closing = false;
 
   constructor(options: HttpListenerOptions, handler: Handler) {
@@ -45,8 +46,8 @@ export class HttpListener {
       noDelay: true,
     };
     const tracked: Handler = (req, res) => {
-      this.#inFlight++;
-      res.once('close', () => this.#inFlight--);
+      this.#inFlight.add(res);
+      res.once('close', () => this.#inFlight.delete(res));
       if (this.#closing) res.shouldKeepAlive = false;
       handler(req, res);
     };
@@ -79,7 +80,7 @@ export class HttpListener {
 
   /** Requests currently being served. */
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#inFlight.size;
   }
 
   /** Binds and resolves with the bound port. */
@@ -96,11 +97,13 @@ export class HttpListener {
   async close(drainMs: number): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
+    // Responses still to come close their connection, so clients do not reuse it as it goes away.
+    for (const res of this.#inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
     this.#gate?.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     await waitUntil(() => {
       this.server.closeIdleConnections();
-      return this.#inFlight === 0;
+      return this.#inFlight.size === 0;
     }, drainMs);
     this.server.closeAllConnections();
     await closed;

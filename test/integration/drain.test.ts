@@ -68,6 +68,23 @@ describe('graceful drain', () => {
     expect(app.hits).toBe(6);
   });
 
+  it('tells keep-alive clients of requests in flight to close their connection', async () => {
+    const { app, release, server } = await mesh();
+    const socket = connect(server.ports.inbound, '127.0.0.1');
+    let reply = '';
+    socket.setEncoding('latin1').on('data', (c: string) => (reply += c));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.write('GET /ka HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+    await eventually('request reached the app', () => app.hits === 1);
+    const stopping = server.stop();
+    release();
+    await closed;
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(reply).toMatch(/\r\nconnection: close\r\n/i);
+    expect(reply.endsWith('done /ka')).toBe(true);
+    await stopping;
+  });
+
   it('keeps outbound serving while inbound drains (the app may still call out)', async () => {
     const { app, release, client } = await mesh();
     const other = await startBackend('other');
