@@ -53,10 +53,14 @@ export class ConsulIntegration {
     return this.#registration;
   }
 
-  /** Registers the instance (in the background) once the sidecar's ports are known. */
+  /**
+   * Registers the instance (in the background) once the sidecar's ports are known. The SPIFFE ID in
+   * its meta uses `security.trustDomain` when configured, else `trustDomain`, else meshlet.local.
+   */
   startRegistration(ports: { readonly inbound: number; readonly admin: number }, trustDomain?: string): void {
     if (!this.#conf.registration.enabled || this.#registration) return;
     const { config } = this.#host;
+    trustDomain = (config as { security?: { trustDomain?: string } }).security?.trustDomain ?? trustDomain;
     const registration = buildRegistration(this.#conf, {
       service: config.service,
       inboundAddress: config.inbound.address,
