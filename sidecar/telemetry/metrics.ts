@@ -1,30 +1,17 @@
 /**
  * Prometheus metrics of one sidecar, in its own prom-client Registry (several sidecars may share a
- * process). Request counters are fed by an exchange observer with label children cached per cluster;
- * feature counters by the event bus; gauges that mirror live state (listeners, endpoints, discovery,
+ * process). Request counts and latency are plain numbers per cluster fed by an exchange observer
+ * (request-stats.ts); feature counters are fed by the event bus; gauges that mirror live state (listeners, endpoints, discovery,
  * certificates) read it at scrape time in `collect()`, so the request path never updates them.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ExchangeObserver } from '../protocols/exchange.ts';
 import type { Sidecar } from '../sidecar.ts';
 import type { MetricsConfig } from './config.ts';
+import { registerRequestFamilies, SeriesStats } from './request-stats.ts';
 
-const CODE_CLASSES = ['none', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const PROVIDER_STATES = ['starting', 'ok', 'degraded'] as const;
-
-/** `none` when the client left before any response was sent. */
-function classIndex(status: number): number {
-  const cls = (status / 100) | 0;
-  return cls >= 1 && cls <= 5 ? cls : 0;
-}
-
-interface Series {
-  readonly labels: { direction: string; upstream: string };
-  readonly byClass: Array<{ count: Counter.Internal; duration: Histogram.Internal<string> } | undefined>;
-  readonly received: Counter.Internal;
-  readonly sent: Counter.Internal;
-}
 
 let processRegistry: Registry | undefined;
 
@@ -46,11 +33,7 @@ export class MeshMetrics {
   readonly registry = new Registry();
   readonly #sidecar: Sidecar;
   readonly #config: MetricsConfig;
-  readonly #series = new Map<Cluster, Series>();
-  readonly #requests: Counter<'direction' | 'upstream' | 'code_class'>;
-  readonly #duration: Histogram<'direction' | 'upstream' | 'code_class'>;
-  readonly #received: Counter<'direction' | 'upstream'>;
-  readonly #sent: Counter<'direction' | 'upstream'>;
+  readonly #series = new Map<Cluster, SeriesStats>();
   readonly #proxyErrors: Counter<'direction' | 'upstream' | 'reason'>;
   /** Spans handed to the collector successfully. */
   readonly spansExported: Counter;
@@ -62,11 +45,7 @@ export class MeshMetrics {
     this.#sidecar = sidecar;
     this.#config = config;
     const registers = [this.registry];
-    const requestLabels = ['direction', 'upstream', 'code_class'] as const;
-    this.#requests = new Counter({ name: 'meshlet_requests_total', help: 'HTTP requests proxied, by direction, upstream (local = the app, inbound) and status class (none = client left first)', labelNames: requestLabels, registers });
-    this.#duration = new Histogram({ name: 'meshlet_request_duration_seconds', help: 'Time from request arrival to the last response byte sent', labelNames: requestLabels, buckets: [...config.latencyBuckets], registers });
-    this.#received = new Counter({ name: 'meshlet_request_received_bytes_total', help: 'Bytes received from clients on proxied HTTP requests (heads and bodies)', labelNames: ['direction', 'upstream'], registers });
-    this.#sent = new Counter({ name: 'meshlet_response_sent_bytes_total', help: 'Bytes sent to clients on proxied HTTP responses (heads and bodies)', labelNames: ['direction', 'upstream'], registers });
+    registerRequestFamilies(this.registry, () => this.#series.values(), config.latencyBuckets);
     this.#proxyErrors = new Counter({ name: 'meshlet_proxy_errors_total', help: 'Responses made by Meshlet itself, by the x-meshlet-error reason', labelNames: ['direction', 'upstream', 'reason'], registers });
     this.spansExported = new Counter({ name: 'meshlet_trace_spans_exported_total', help: 'Spans accepted by the OTLP collector', registers });
     this.spansDropped = new Counter({ name: 'meshlet_trace_spans_dropped_total', help: 'Spans lost: queue_full (collector slow or down) or export_failed', labelNames: ['reason'], registers });
@@ -76,21 +55,11 @@ export class MeshMetrics {
     this.#eventCounters();
   }
 
-  /** Feeds request counters and latency; label children are looked up once per cluster and class. */
+  /** Feeds request counts and latency: plain numbers per cluster, formatted only when scraped. */
   readonly observer: ExchangeObserver = {
     onEnd: (x, outcome) => {
       const series = this.#seriesFor(x.cluster);
-      const cls = classIndex(outcome.status);
-      let child = series.byClass[cls];
-      if (!child) {
-        const labels = { ...series.labels, code_class: CODE_CLASSES[cls]! };
-        child = { count: this.#requests.labels(labels), duration: this.#duration.labels(labels) };
-        series.byClass[cls] = child;
-      }
-      child.count.inc();
-      child.duration.observe(outcome.durationMs / 1000);
-      series.received.inc(outcome.bytesIn);
-      series.sent.inc(outcome.bytesOut);
+      series.record(outcome.status, outcome.durationMs / 1000, outcome.bytesIn, outcome.bytesOut);
       if (outcome.error) this.#proxyErrors.inc({ ...series.labels, reason: outcome.error.reason });
     },
   };
@@ -117,11 +86,11 @@ export class MeshMetrics {
     return this.registry.contentType;
   }
 
-  #seriesFor(cluster: Cluster): Series {
+  #seriesFor(cluster: Cluster): SeriesStats {
     let series = this.#series.get(cluster);
     if (!series) {
       const labels = cluster === this.#sidecar.localCluster ? { direction: 'inbound', upstream: 'local' } : { direction: 'outbound', upstream: cluster.name };
-      series = { labels, byClass: [], received: this.#received.labels(labels), sent: this.#sent.labels(labels) };
+      series = new SeriesStats(labels, this.#config.latencyBuckets);
       this.#series.set(cluster, series);
     }
     return series;

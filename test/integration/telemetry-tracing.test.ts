@@ -1,9 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { validateConfig } from '../../sidecar/config/load.ts';
-import type { Forward, ForwardLayer } from '../../sidecar/protocols/exchange.ts';
-import { Sidecar } from '../../sidecar/sidecar.ts';
-import { silentLogger } from '../../sidecar/telemetry/logger.ts';
+import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
 import { adminUrl, eventually, startSidecar, upstreamUrl, type RawConfig } from '../helpers/sidecar.ts';
 import { parseMetrics } from '../fixtures/prometheus-text.ts';
@@ -183,27 +180,12 @@ describe('tracing across sidecars (OTLP export received and decoded)', () => {
     cleanup.push(() => app.close());
     const server = await startSidecar({ service: { name: 'greeter', port: app.port }, ...tracing(otlp) });
     cleanup.push(() => server.stop());
-    const config = validateConfig(
-      {
-        service: { name: 'frontend', port: 1 },
-        inbound: { address: '127.0.0.1', port: 0 },
-        admin: { address: '127.0.0.1', port: 0 },
-        logging: { level: 'silent', accessLog: false },
-        upstreams: [{ name: 'greeter', port: 0, endpoints: [{ address: '127.0.0.1', port: server.ports.inbound }] }],
-        ...tracing(otlp),
-      },
-      'test',
-    );
-    const client = new Sidecar(config, { log: silentLogger() });
-    // A stand-in retry layer, outermost like the resilience layers: one retry on a 5xx, whose body it drops unread.
-    const retryOnce: ForwardLayer = (next: Forward) => async (x) => {
-      const first = await next(x);
-      if (first.statusCode < 500) return first;
-      first.body.destroy();
-      return next(x);
-    };
-    client.outboundLayers.unshift(() => retryOnce);
-    await client.start();
+    // The resilience layer's retry policy (503 on GET is retried by default) makes the second attempt.
+    const client = await startSidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'greeter', endpoints: [{ address: '127.0.0.1', port: server.ports.inbound }], retries: { backoffBase: '1ms' } }],
+      ...tracing(otlp),
+    });
     cleanup.push(() => client.stop());
 
     const res = await request(`${upstreamUrl(client, 'greeter')}/retry`);
