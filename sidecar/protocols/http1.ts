@@ -70,11 +70,12 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       notes: new Map(),
     };
     for (const o of observers) o.onStart?.(exchange);
-    void run(exchange, res, socket.bytesRead, socket.bytesWritten);
+    // Never let a bug in a layer or observer become an unhandled rejection (that would end the process).
+    run(exchange, res, socket, socket.bytesRead, socket.bytesWritten).catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'));
   };
 
   /** Socket byte counters at the start are subtracted at the end: cheap per-request byte counts. */
-  async function run(x: ProxyExchange, res: ServerResponse, readAtStart: number, writtenAtStart: number): Promise<void> {
+  async function run(x: ProxyExchange, res: ServerResponse, socket: Socket, readAtStart: number, writtenAtStart: number): Promise<void> {
     let error: MeshletError | undefined;
     let endpoint;
     let upstream;
@@ -96,8 +97,9 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       status: res.headersSent ? res.statusCode : 0,
       error: error ? { code: error.code, reason: error.reason, message: error.message } : undefined,
       endpoint: endpoint ?? x.tried[x.tried.length - 1],
-      bytesIn: x.req.socket.bytesRead - readAtStart,
-      bytesOut: x.req.socket.bytesWritten - writtenAtStart,
+      // The socket, not req.socket: node:http detaches req.socket (null) once the connection is gone.
+      bytesIn: socket.bytesRead - readAtStart,
+      bytesOut: socket.bytesWritten - writtenAtStart,
       durationMs: performance.now() - x.startedAt,
     };
     for (const o of observers) o.onEnd?.(x, outcome);

@@ -62,6 +62,17 @@ describe('TCP upstreams', () => {
     socket.destroy();
   });
 
+  it('works end to end: tcp upstream -> tcp inbound of the peer sidecar -> app, half-close kept', async () => {
+    const echo = await startEchoOnEnd();
+    cleanup.push(() => closeServer(echo.server));
+    const server = await startSidecar({ service: { name: 'db', port: echo.port }, inbound: { protocol: 'tcp' } });
+    cleanup.push(() => server.stop());
+    const client = await tcpSidecar([{ address: '127.0.0.1', port: server.ports.inbound }]);
+    const { reply, socket } = await sendAndHalfClose(client.ports.upstreams.db!, Buffer.from('through two sidecars'));
+    expect(reply).toBe(`echo(20, ${createHash('md5').update('through two sidecars').digest('hex')})`);
+    socket.destroy();
+  });
+
   it('carries 8 MiB byte for byte', async () => {
     const echo = await startEchoOnEnd();
     cleanup.push(() => closeServer(echo.server));
