@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { waitReady } from '../sidecar/admin/wait-ready.ts';
 import { startGreeter } from './services/greeter.ts';
 
 const MAIN = new URL('../sidecar/main.ts', import.meta.url).pathname;
@@ -33,18 +34,9 @@ function startSidecar(name: string, configPath: string, quiet: boolean): ChildPr
   return child;
 }
 
-async function waitReady(adminPort: number, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${adminPort}/ready`);
-      if (res.ok) return;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`sidecar with admin port ${adminPort} not ready after ${timeoutMs} ms`);
+async function sidecarReady(adminPort: number, timeoutMs = 15_000): Promise<void> {
+  const { ready, last } = await waitReady(`http://127.0.0.1:${adminPort}`, timeoutMs);
+  if (!ready) throw new Error(`sidecar with admin port ${adminPort} not ready after ${timeoutMs} ms (last: ${last})`);
 }
 
 /** Runs the demo until Ctrl-C (or `--requests N` calls); resolves with the exit code. */
@@ -102,7 +94,7 @@ export async function runDemo(args: string[]): Promise<number> {
   process.once('SIGTERM', () => void shutdown());
 
   try {
-    await Promise.all([...instances.map((i) => waitReady(i.admin)), waitReady(frontendAdmin)]);
+    await Promise.all([...instances.map((i) => sidecarReady(i.admin)), sidecarReady(frontendAdmin)]);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     await shutdown();
