@@ -20,6 +20,8 @@ export interface ConsulServiceStatus {
   readonly endpoints: number;
   readonly index: string;
   readonly lastError?: string;
+  /** Consecutive failed queries (absent once one succeeds). */
+  readonly failures?: number;
   readonly lastUpdate?: string;
   readonly knownLeader?: boolean;
   readonly lastContactMs?: number;
@@ -109,7 +111,7 @@ export class ConsulProvider implements DiscoveryProvider {
     if (watched.status.state === 'ok' || watched.status.lastError === undefined) {
       this.#log.warn({ service, error: message, retryInMs, keeping: watched.endpoints?.length ?? 0 }, 'consul watch failing; keeping last known endpoints');
     }
-    watched.status = { ...watched.status, state: 'degraded', lastError: message };
+    watched.status = { ...watched.status, state: 'degraded', lastError: message, failures: (watched.status.failures ?? 0) + 1 };
     this.#updateState();
   }
 

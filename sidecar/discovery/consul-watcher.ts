@@ -2,7 +2,8 @@
  * One blocking-query loop on one service, following Consul's rules for clients of blocking queries
  * (api-docs/features/blocking): reset the index to 0 when it goes backwards, never block on an index
  * below 1, rate-limit the loop so immediate answers cannot spin it, and back off (capped, jittered)
- * while Consul fails, keeping the index so the next success resumes where it left off.
+ * while Consul fails. The first query after a failure is non-blocking: a blocking one on an unchanged
+ * index would be held for the whole `wait`, hiding for that long that Consul is back.
  */
 import { ExponentialBackoff, TokenBucket } from './consul-backoff.ts';
 import type { HealthQueryResult } from './consul-client.ts';
@@ -43,6 +44,7 @@ export class ServiceWatcher {
   readonly #options: ServiceWatcherOptions;
   readonly #abort = new AbortController();
   #index = 0n;
+  #failed = false;
   #running: Promise<void> | undefined;
   #wake: (() => void) | undefined;
 
@@ -81,18 +83,20 @@ export class ServiceWatcher {
       }
       let result: HealthQueryResult;
       try {
-        result = await query(this.#index, this.#abort.signal);
+        result = await query(this.#failed ? 0n : this.#index, this.#abort.signal);
         if (result.index === undefined) throw new MissingIndexError(this.service);
       } catch (err) {
         if (this.#stopped) return;
         const delay = backoff.next();
+        this.#failed = true;
         onError(err, delay);
         await this.#sleep(delay);
         continue;
       }
       if (this.#stopped) return;
       backoff.reset();
-      this.#index = nextIndex(this.#index, result.index);
+      this.#index = nextIndex(this.#failed ? 0n : this.#index, result.index);
+      this.#failed = false;
       try {
         onResult(result);
       } catch (err) {

@@ -2,7 +2,9 @@
  * Consul discovery end to end: a real sidecar watching the Consul test server (driven with the real npm
  * client), real backends, real requests through the upstream listener.
  */
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../sidecar/telemetry/logger.ts';
 import { request } from 'undici';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { startConsulServer, type ConsulTestServer } from '../fixtures/consul-server.ts';
@@ -30,14 +32,14 @@ describe('Consul discovery', () => {
     return { server, consul };
   }
 
-  async function sidecarFor(server: ConsulTestServer, consulConf: Record<string, unknown> = {}): Promise<Sidecar> {
+  async function sidecarFor(server: ConsulTestServer, consulConf: Record<string, unknown> = {}, options: Parameters<typeof startSidecar>[1] = {}): Promise<Sidecar> {
     const sidecar = await startSidecar({
       service: { name: 'frontend', port: 1 },
       upstreams: [{ name: 'greeter' }],
       discovery: {
         consul: { address: server.address, wait: '30s', backoff: { min: '20ms', max: '100ms' }, registration: { enabled: false }, ...consulConf },
       },
-    });
+    }, options);
     cleanup.push(() => sidecar.stop());
     return sidecar;
   }
@@ -208,5 +210,29 @@ describe('Consul discovery', () => {
     });
     const fromEnv = await sidecarFor(server);
     await eventually('routes with the env token', async () => (await callers(fromEnv, 1))[0] === 'a');
+  });
+
+  it('logs a failing Consul once per state change, not once per retry', async () => {
+    const { server, consul } = await consulServer();
+    const a = await backend('a');
+    await registerInstance(consul, { name: 'greeter', id: 'g-a', port: a.port });
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(...String(chunk).split('\n').filter(Boolean));
+        done();
+      },
+    });
+    const sidecar = await sidecarFor(server, {}, { log: createLogger('info', sink) });
+    await eventually('discovered', () => sidecar.clusters.get('greeter')!.endpoints.length === 1);
+    await server.stop();
+    await eventually('several failed retries', () => (sidecar.consul!.provider.status().services.greeter!.failures ?? 0) >= 4);
+    await server.start();
+    await eventually('ok again', () => sidecar.consul!.provider.status().state === 'ok');
+    const msgs = lines.map((l) => (JSON.parse(l) as { msg: string }).msg);
+    expect(msgs.filter((m) => m === 'consul watch failing; keeping last known endpoints')).toHaveLength(1);
+    expect(msgs.filter((m) => m === 'consul discovery degraded')).toHaveLength(1);
+    expect(msgs.filter((m) => m === 'consul watch ok')).toHaveLength(2);
+    expect(sidecar.consul!.provider.status().services.greeter!.failures).toBeUndefined();
   });
 });

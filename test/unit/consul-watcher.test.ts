@@ -70,7 +70,7 @@ describe('ServiceWatcher', () => {
     await w.stop();
   });
 
-  it('treats an answer without X-Consul-Index as a failure and keeps the index for the retry', async () => {
+  it('treats an answer without X-Consul-Index as a failure, and re-reads without blocking after it', async () => {
     const { sent, query } = scriptedConsul([result(10n), result(undefined), result(11n)]);
     const { w, errors, results } = watcher(query);
     w.start();
@@ -79,11 +79,12 @@ describe('ServiceWatcher', () => {
     expect(String(errors[0]!.err)).toContain('X-Consul-Index');
     expect(results).toHaveLength(1);
     await vi.advanceTimersByTimeAsync(errors[0]!.retryInMs);
-    expect(sent).toEqual([0n, 10n, 10n, 11n]);
+    expect(sent).toEqual([0n, 10n, 0n, 11n]);
+    expect(w.index).toBe(11n);
     await w.stop();
   });
 
-  it('backs off exponentially (capped) while Consul fails, keeping the index, and starts over after a success', async () => {
+  it('backs off exponentially (capped) while Consul fails, re-reads without blocking, and starts over after a success', async () => {
     const down = () => new Error('connect ECONNREFUSED');
     const { sent, query } = scriptedConsul([result(5n), down(), down(), down(), down(), down(), result(6n), down()]);
     const { w, errors } = watcher(query);
@@ -99,7 +100,7 @@ describe('ServiceWatcher', () => {
     await vi.advanceTimersByTimeAsync(800);
     // Success (index 6) reset the backoff: the next failure waits the minimum again.
     expect(errors.map((e) => e.retryInMs)).toEqual([100, 200, 400, 800, 800, 100]);
-    expect(sent).toEqual([0n, 5n, 5n, 5n, 5n, 5n, 5n, 6n]);
+    expect(sent).toEqual([0n, 5n, 0n, 0n, 0n, 0n, 0n, 6n]);
     await w.stop();
   });
 
