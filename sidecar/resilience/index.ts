@@ -7,8 +7,10 @@
  * breaker slot, feeds outlier detection and the latency EWMA. A policy whose config turns it off is
  * left out of the chain rather than run as a no-op. Active health checks and listener connection
  * limits are not layers: `installResilience` starts the checkers with the sidecar and stops them on
- * drain; `connectionGateOptions` hands listeners their limits.
+ * drain; `connectionGateOptions` hands listeners their limits. Admin `GET /resilience` shows the
+ * breakers' counters.
  */
+import { sendJson } from '../admin/server.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { UpstreamConfig } from '../config/schema.ts';
 import { composeLayers, type Forward, type ForwardLayer } from '../protocols/exchange.ts';
@@ -72,10 +74,18 @@ export type PolicyName = keyof typeof OUTBOUND_POLICIES;
 /** Nesting of the outbound chain, outermost first. */
 export const OUTBOUND_ORDER: readonly PolicyName[] = ['rateLimit', 'hashKey', 'sticky', 'retry', 'circuitBreaker', 'outlierDetection', 'latency'];
 
-/** Builds an upstream's resilience chain as one layer; `timers` collects timers to clear on drain. */
-export function buildOutboundChain(ctx: UpstreamLayerContext, timers: Set<NodeJS.Timeout>): ForwardLayer {
+/** What the sidecar's resilience keeps across upstreams: timers to clear on drain, breakers to show. */
+export interface ResilienceRuntime {
+  readonly timers: Set<NodeJS.Timeout>;
+  readonly breakers: Map<string, ConcurrencyLimits>;
+}
+
+/** Builds an upstream's resilience chain as one layer. */
+export function buildOutboundChain(ctx: UpstreamLayerContext, runtime: ResilienceRuntime): ForwardLayer {
   const breaker = ctx.upstream.circuitBreaker;
-  const state: UpstreamPolicyState = { ctx, limits: breaker.enabled ? new ConcurrencyLimits(breaker) : undefined, timers };
+  const limits = breaker.enabled ? new ConcurrencyLimits(breaker) : undefined;
+  if (limits) runtime.breakers.set(ctx.upstream.name, limits);
+  const state: UpstreamPolicyState = { ctx, limits, timers: runtime.timers };
   const layers: ForwardLayer[] = [];
   for (const name of OUTBOUND_ORDER) {
     const layer = (OUTBOUND_POLICIES[name] as PolicyFactory)(state);
@@ -96,13 +106,19 @@ export function connectionGateOptions(events: MeshEvents, listener: string, conf
  * the sidecar and stop when it drains.
  */
 export function installResilience(sidecar: Sidecar): void {
-  const timers = new Set<NodeJS.Timeout>();
-  sidecar.outboundLayers.unshift((ctx) => buildOutboundChain(ctx, timers));
+  const runtime: ResilienceRuntime = { timers: new Set(), breakers: new Map() };
+  const { timers } = runtime;
+  sidecar.outboundLayers.unshift((ctx) => buildOutboundChain(ctx, runtime));
   const inboundLimit = sidecar.config.inbound.rateLimit;
   if (inboundLimit) sidecar.inboundLayers.unshift((next) => createRateLimit(inboundLimit, next, { scope: 'inbound', events: sidecar.events }));
   const checkers = sidecar.config.upstreams.flatMap((upstream) => healthChecker(sidecar, upstream, sidecar.clusters.get(upstream.name)));
   sidecar.afterStart.push(() => {
     for (const checker of checkers) checker.start();
+  });
+  sidecar.admin.route('GET', '/resilience', (_req, res) => {
+    const upstreams: Record<string, unknown> = {};
+    for (const [name, limits] of runtime.breakers) upstreams[name] = { circuitBreaker: { onWire: limits.onWire, pending: limits.pending, retriesInFlight: limits.retries } };
+    sendJson(res, 200, { upstreams, healthChecks: checkers.length });
   });
   sidecar.beforeDrain.push(async () => {
     for (const checker of checkers) checker.stop();
