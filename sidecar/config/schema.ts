@@ -6,7 +6,6 @@ import { z } from 'zod';
 import { duration } from './duration.ts';
 import { host, listenPort, port, serviceName } from './fields.ts';
 import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCheckSchema, outlierDetectionSchema, rateLimitSchema, retrySchema, stickySchema } from '../resilience/config.ts';
-import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCheckSchema, outlierDetectionSchema, rateLimitSchema, retrySchema, stickySchema } from '../resilience/config.ts';
 import { consulSchema } from '../discovery/consul-config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
 import { securitySchema } from '../security/config.ts';
