@@ -217,7 +217,8 @@ export function parseCsr(pem: string): ParsedCsr {
   }
   if (publicKey.asymmetricKeyType !== 'ec' && publicKey.asymmetricKeyType !== 'rsa') throw new CsrError(`CSR key type ${publicKey.asymmetricKeyType} is not supported`);
   const signature = buffer(sig.value).subarray(1);
-  if (!verify('sha256', der(info), publicKey, signature)) throw new CsrError('CSR signature does not verify (the CSR was altered or signed with another key)');
+  // Verify over the bytes as received, never a re-encoding that a lenient parser might have normalized.
+  if (!verify('sha256', firstElement(body), publicKey, signature)) throw new CsrError('CSR signature does not verify (the CSR was altered or signed with another key)');
   const names = pkiExtra.RDNAttributesAsArray(subject);
   const commonName = names.find((a) => a.type === OID.commonName)?.value;
   const uris: string[] = [];
@@ -238,6 +239,24 @@ export function parseCsr(pem: string): ParsedCsr {
   return { commonName: commonName === undefined ? undefined : forge.util.decodeUtf8(commonName), uris, dnsNames, publicKey };
 }
 
+/** The first element (tag, length, value) inside the DER SEQUENCE `outer`, as its original bytes. */
+function firstElement(outer: Buffer): Buffer {
+  const contentStart = (buf: Buffer, at: number): { start: number; length: number } => {
+    const first = buf[at + 1]!;
+    if (first < 0x80) return { start: at + 2, length: first };
+    const n = first & 0x7f;
+    if (n === 0 || n > 4) throw new CsrError('CSR uses an unsupported DER length encoding');
+    let length = 0;
+    for (let i = 0; i < n; i++) length = length * 256 + buf[at + 2 + i]!;
+    return { start: at + 2 + n, length };
+  };
+  const inner = contentStart(outer, 0).start;
+  const { start, length } = contentStart(outer, inner);
+  if (start + length > outer.length) throw new CsrError('CSR is truncated');
+  return outer.subarray(inner, start + length);
+}
+
+/** PEM text of a DER body. */
 export function toPem(label: string, body: Buffer): string {
   const lines = body.toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;

@@ -3,6 +3,7 @@
  * start, naming the CA), puts mTLS transports on every meshed upstream, guards the inbound listener,
  * and keeps all of them current as certificates renew and the trust bundle changes.
  */
+import { X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
 import { parseSpiffeId, spiffeId } from '../../certs/spiffe.ts';
@@ -78,6 +79,7 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
     const m = credentials.material;
     sendJson(res, 200, {
       identity: m.spiffeId,
+      issuer: new X509Certificate(m.chainPem).issuer.replace(/\n/g, ', '),
       notAfter: m.notAfter.toISOString(),
       ca: source.description,
       trustBundleRoots: m.trustBundle.split('BEGIN CERTIFICATE').length - 1,

@@ -12,7 +12,7 @@ export const RETRY_MAX_MS = 30_000;
 export function renewalDelay(remainingMs: number, random: () => number = Math.random): number {
   if (remainingMs <= 0) return 0;
   const fraction = RENEW_AT_FRACTION + (random() * 2 - 1) * RENEW_JITTER_FRACTION;
-  return Math.floor(remainingMs * fraction);
+  return Math.round(remainingMs * fraction);
 }
 
 /**

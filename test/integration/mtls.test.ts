@@ -5,7 +5,8 @@ import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { isMeshError } from '../../sidecar/errors.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
 import { createTestCa, tlsRequest, type TestCa } from '../helpers/mesh-ca.ts';
-import { adminUrl, startSidecar, upstreamUrl, type RawConfig } from '../helpers/sidecar.ts';
+import { retireCa, rotateCa } from '../../certs/store.ts';
+import { adminUrl, eventually, startSidecar, upstreamUrl, type RawConfig } from '../helpers/sidecar.ts';
 
 describe('mTLS between sidecars (built-in CA, real TLS on loopback)', () => {
   let ca: TestCa;
@@ -168,5 +169,87 @@ describe('mTLS between sidecars (built-in CA, real TLS on loopback)', () => {
     expect(isMeshError(err, 'TLS_NO_CERTIFICATE')).toBe(true);
     expect((err as Error).message).toContain('https://127.0.0.1:1');
     expect((err as Error).message).toContain('refusing to serve plaintext');
+  });
+});
+
+describe('certificate rotation under continuous traffic', () => {
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  /** Calls the frontend's upstream in a loop (two callers) until stopped; counts answers and failures. */
+  function load(url: string): { stop: () => Promise<{ ok: number; failed: string[] }> } {
+    let running = true;
+    let ok = 0;
+    const failed: string[] = [];
+    const caller = async () => {
+      while (running) {
+        try {
+          const res = await request(url);
+          const text = await res.body.text();
+          if (res.statusCode === 200) ok++;
+          else failed.push(`${res.statusCode} ${text}`);
+        } catch (err) {
+          failed.push((err as Error).message);
+        }
+      }
+    };
+    const callers = [caller(), caller()];
+    return {
+      stop: async () => {
+        running = false;
+        await Promise.all(callers);
+        return { ok, failed };
+      },
+    };
+  }
+
+  async function pair(caDir: string, security: RawConfig): Promise<{ greeter: Sidecar; frontend: Sidecar }> {
+    const app = await startBackend('greeter');
+    cleanup.push(() => app.close());
+    const greeter = await startSidecar({ service: { name: 'greeter', port: app.port }, security: { mtls: true, ca: { dir: caDir }, ...security } });
+    cleanup.push(() => greeter.stop());
+    const frontend = await startSidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'greeter', endpoints: [{ address: '127.0.0.1', port: greeter.ports.inbound }] }],
+      security: { mtls: true, ca: { dir: caDir }, ...security },
+    });
+    cleanup.push(() => frontend.stop());
+    return { greeter, frontend };
+  }
+
+  it('renews leaves at ~70% of their life and swaps contexts without losing a request', async () => {
+    const ca = await createTestCa({ trustDomain: 'mesh.test' });
+    cleanup.push(() => ca.cleanup());
+    const { greeter, frontend } = await pair(ca.dir, { leafTtl: '1500ms' });
+    const renewals = { greeter: 0, frontend: 0 };
+    greeter.events.on('certificate', () => renewals.greeter++);
+    frontend.events.on('certificate', () => renewals.frontend++);
+    const traffic = load(`${upstreamUrl(frontend, 'greeter')}/during-rotation`);
+    await eventually('both sidecars renewed their leaf twice', () => renewals.greeter >= 2 && renewals.frontend >= 2, 15_000);
+    const { ok, failed } = await traffic.stop();
+    expect(failed).toEqual([]);
+    expect(ok).toBeGreaterThan(10);
+  });
+
+  it('rotates the CA root with an overlapping trust bundle without losing a request', async () => {
+    const ca = await createTestCa({ trustDomain: 'mesh.test' });
+    cleanup.push(() => ca.cleanup());
+    const { greeter, frontend } = await pair(ca.dir, { leafTtl: '1500ms', bundleRefresh: '100ms' });
+    const certs = async (s: Sidecar) => (await (await request(`${adminUrl(s)}/certs`)).body.json()) as { issuer: string; trustBundleRoots: number };
+    const traffic = load(`${upstreamUrl(frontend, 'greeter')}/during-ca-rotation`);
+    // The new root is trusted at once and signs only after the sidecars had time to fetch it.
+    await rotateCa({ dir: ca.dir, activateInMs: 600 });
+    await eventually('both sidecars trust old and new roots', async () => (await certs(greeter)).trustBundleRoots === 2 && (await certs(frontend)).trustBundleRoots === 2, 10_000);
+    await eventually('both sidecars hold leaves from the new root', async () => (await certs(greeter)).issuer.includes('#2') && (await certs(frontend)).issuer.includes('#2'), 15_000);
+    await retireCa({ dir: ca.dir, force: true });
+    await eventually('both sidecars dropped the old root', async () => (await certs(greeter)).trustBundleRoots === 1 && (await certs(frontend)).trustBundleRoots === 1, 10_000);
+    const renewed = { n: 0 };
+    frontend.events.on('certificate', () => renewed.n++);
+    await eventually('a renewal under the new root alone', () => renewed.n >= 1, 10_000);
+    const { ok, failed } = await traffic.stop();
+    expect(failed).toEqual([]);
+    expect(ok).toBeGreaterThan(10);
   });
 });
