@@ -5,6 +5,8 @@ import { parseArgs } from 'node:util';
 import { loadConfigFile, parseConfigText, validateConfig } from './config/load.ts';
 import { MeshletError } from './errors.ts';
 import { Sidecar } from './sidecar.ts';
+import { createLogger } from './telemetry/logger.ts';
+import { reportServing, shouldSupervise, superviseWorkers, workerCount } from './workers.ts';
 
 const HELP = `meshlet - a service-mesh sidecar proxy
 
@@ -35,6 +37,7 @@ async function configFromArgs(command: string, values: { config?: string | undef
 async function runSidecar(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } } });
   const config = await configFromArgs('sidecar', values);
+  if (shouldSupervise(config.workers)) return superviseWorkers({ count: workerCount(config.workers), log: createLogger(config.logging.level) });
   const sidecar = new Sidecar(config);
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
@@ -47,6 +50,7 @@ async function runSidecar(args: string[]): Promise<number> {
   });
   try {
     await sidecar.start();
+    reportServing();
   } catch (err) {
     // e.g. a port already in use: say which, release what was bound, and exit non-zero without a stack.
     process.stderr.write(`meshlet sidecar: cannot start: ${(err as Error).message}\n`);

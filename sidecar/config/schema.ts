@@ -9,6 +9,7 @@ import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCh
 import { consulSchema } from '../discovery/consul-config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
 import { securitySchema } from '../security/config.ts';
+import { workersSchema } from '../workers.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
 export const DEFAULT_INBOUND_PORT = 15001;
@@ -132,6 +133,7 @@ export const configSchema = z
       .describe('Logs (JSON on stdout)'),
     telemetry: telemetrySchema.describe('Traces (OpenTelemetry over OTLP/HTTP) and metrics (Prometheus at admin /metrics)'),
     security: securitySchema,
+    workers: workersSchema,
   })
   .describe('Meshlet sidecar configuration');
 
