@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { initCa } from '../certs/store.ts';
 import { waitReady } from '../sidecar/admin/wait-ready.ts';
 import { startGreeter } from './services/greeter.ts';
 
@@ -47,6 +48,10 @@ export async function runDemo(args: string[]): Promise<number> {
   const children: ChildProcess[] = [];
   const stops: Array<() => Promise<void>> = [];
   const catalogPath = join(dir, 'catalog.yaml');
+  // mTLS on: every sidecar signs its own leaf with a throwaway CA in the demo's temp dir.
+  const caDir = join(dir, 'ca');
+  await initCa({ dir: caDir, trustDomain: 'demo.meshlet.local' });
+  const security = { mtls: true, ca: { dir: caDir } };
 
   const instances = [];
   for (const instance of ['greeter-1', 'greeter-2']) {
@@ -59,6 +64,7 @@ export async function runDemo(args: string[]): Promise<number> {
       inbound: { address: '127.0.0.1', port: inbound },
       admin: { port: admin },
       logging: { level: 'warn', accessLog: false },
+      security,
     };
     const path = join(dir, `${instance}.json`);
     await writeFile(path, JSON.stringify(config, null, 2));
@@ -76,6 +82,7 @@ export async function runDemo(args: string[]): Promise<number> {
     upstreams: [{ name: 'greeter', port: upstreamPort, balancer: 'round_robin' }],
     discovery: { file: { path: catalogPath } },
     logging: { level: 'warn', accessLog: false },
+    security,
   };
   const frontendPath = join(dir, 'frontend.json');
   await writeFile(frontendPath, JSON.stringify(frontendConfig, null, 2));
@@ -105,6 +112,7 @@ export async function runDemo(args: string[]): Promise<number> {
       `  greeter-1, greeter-2   each behind a sidecar (inbound ${instances.map((i) => i.inbound).join(', ')})\n` +
       `  frontend sidecar       upstream "greeter" on 127.0.0.1:${upstreamPort}, discovered from ${catalogPath}\n` +
       `  admin API              http://127.0.0.1:${frontendAdmin}/endpoints\n` +
+      `  mTLS                   on between sidecars: SPIFFE IDs from a local CA in ${caDir} (see /certs)\n` +
       `Calling http://127.0.0.1:${upstreamPort}/hello through the mesh (Ctrl-C to stop):\n`,
   );
 

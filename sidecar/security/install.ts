@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
 import { parseSpiffeId, spiffeId } from '../../certs/spiffe.ts';
 import { sendJson } from '../admin/server.ts';
+import { meshError } from '../errors.ts';
 import type { Endpoint } from '../discovery/types.ts';
 import type { HttpListener } from '../listeners/http-listener.ts';
 import type { TcpListener } from '../listeners/tcp-listener.ts';
@@ -33,6 +34,13 @@ export interface InboundSecurity {
 export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity | undefined> {
   const { security, service } = sidecar.config;
   if (!security.mtls) return undefined;
+  const names = new Set(sidecar.config.upstreams.map((u) => u.name));
+  security.plaintextUpstreams.forEach((name, i) => {
+    if (!names.has(name)) throw meshError('CONFIG_INVALID', `security.plaintextUpstreams[${i}]: no upstream is named "${name}"`);
+  });
+  for (const name of Object.keys(security.identities)) {
+    if (!names.has(name)) throw meshError('CONFIG_INVALID', `security.identities.${name}: no upstream is named "${name}"`);
+  }
   const { events, log } = sidecar;
   const source = await createCertificateSource(security, { namespace: service.namespace, service: service.name });
   const credentials = new Credentials({
