@@ -101,8 +101,8 @@ export const configSchema = z
           })
           .optional()
           .describe('File catalog provider'),
-      })
         consul: consulSchema.optional().describe('Consul provider and self-registration (see docs/consul.md)'),
+      })
       .prefault({})
       .describe('Where endpoints come from, besides static ones'),
     admin: z
