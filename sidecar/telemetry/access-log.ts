@@ -12,6 +12,7 @@ import { TRACE_NOTE } from './tracing.ts';
 
 /** Access lines are written whatever `logging.level` says: `logging.accessLog` is their switch. */
 const ACCESS_LEVEL = 'info';
+const CLIENT_NOTE = 'access.client';
 
 /** Builds the access log observer; `localCluster` tells inbound exchanges from outbound ones. */
 export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObserver {
@@ -28,6 +29,10 @@ export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObs
     return child;
   };
   return {
+    onStart(x) {
+      // Read now: node:http detaches req.socket once the connection is gone.
+      x.notes.set(CLIENT_NOTE, x.req.socket.remoteAddress);
+    },
     onEnd(x, outcome) {
       const span = x.notes.get(TRACE_NOTE) as Span | undefined;
       const q = x.path.indexOf('?');
@@ -41,7 +46,7 @@ export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObs
           durationMs: Math.round(outcome.durationMs * 1000) / 1000,
           bytesIn: outcome.bytesIn,
           bytesOut: outcome.bytesOut,
-          client: x.req.socket.remoteAddress,
+          client: x.notes.get(CLIENT_NOTE) as string | undefined,
           traceId: span ? span.spanContext().traceId : traceIdFromHeaders(x.req.headers),
           error: outcome.error?.reason,
         },
