@@ -140,10 +140,10 @@ describe('CA API (meshlet ca serve)', () => {
     const app = await startBackend('greeter');
     cleanup.push(() => app.close());
     const tokenFile = (name: string) => join(ca.dir, '..', `${name}.token`);
-    await writeFile(tokenFile('greeter'), `${token}\n`, { mode: 0o600 });
     await writeFile(tokenFile('frontend'), await createToken(ca.dir, 'frontend'), { mode: 0o600 });
     const remote = (name: string) => ({ mtls: true, ca: { url: base, tokenFile: tokenFile(name), caFile: join(ca.dir, 'bundle.pem') } });
-    const greeter: Sidecar = await startSidecar({ service: { name: 'greeter', port: app.port }, security: remote('greeter') });
+    // greeter has its token inline, frontend reads it from a file: both are supported.
+    const greeter: Sidecar = await startSidecar({ service: { name: 'greeter', port: app.port }, security: { mtls: true, ca: { url: base, token, caFile: join(ca.dir, 'bundle.pem') } } });
     cleanup.push(() => greeter.stop());
     const frontend = await startSidecar({
       service: { name: 'frontend', port: 1 },
@@ -157,7 +157,9 @@ describe('CA API (meshlet ca serve)', () => {
     const certs = (await (await request(`${adminUrl(frontend)}/certs`)).body.json()) as { identity: string; ca: string };
     expect(certs).toMatchObject({ identity: 'spiffe://mesh.test/ns/default/svc/frontend', ca: `CA API ${base}` });
     // The config shown on the admin API never carries the token.
-    expect(JSON.stringify(await (await request(`${adminUrl(frontend)}/config`)).body.json())).not.toContain(token);
+    const shown = JSON.stringify(await (await request(`${adminUrl(greeter)}/config`)).body.json());
+    expect(shown).toContain('"ca":{"url"');
+    expect(shown).not.toContain(token);
   });
 
   it('fails a sidecar start loudly when its token is refused', async () => {
