@@ -73,13 +73,13 @@ export class Sidecar {
   readonly afterStart: Array<() => void> = [];
   /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
   readonly afterStop: Array<() => Promise<void>> = [];
-  readonly #options: SidecarOptions;
-  /** mTLS for the inbound listener (set by start when `security.mtls` is on). */
-  #security: InboundSecurity | undefined;
   /** Consul discovery and self-registration, when `discovery.consul` is configured (set by start). */
   consul: ConsulIntegration | undefined;
+  readonly #options: SidecarOptions;
   readonly #outbound = new Map<string, Listener>();
   #inbound: Listener | undefined;
+  /** mTLS for the inbound listener (set by start when `security.mtls` is on). */
+  #security: InboundSecurity | undefined;
   #state: LifecycleState = 'created';
   #ports: BoundPorts | undefined;
   #stopping: Promise<void> | undefined;
@@ -146,12 +146,12 @@ export class Sidecar {
     // Mark clusters with no discovered endpoints yet as "known empty" only once a provider spoke.
     const providers: DiscoveryProvider[] = [new StaticProvider(config)];
     if (config.discovery.file) providers.push(new FileProvider(config.discovery.file.path, this.log));
+    if (config.discovery.consul) providers.push((this.consul = new ConsulIntegration(this, config.discovery.consul)).provider);
     providers.push(...(this.#options.providers ?? []));
     for (const provider of providers) await this.registry.addProvider(provider);
 
     const admin = await this.admin.listen(config.admin.port, config.admin.address);
     const upstreams: Record<string, number> = {};
-    if (config.discovery.consul) providers.push((this.consul = new ConsulIntegration(this, config.discovery.consul)).provider);
     for (const upstream of config.upstreams) {
       const listener = this.#outboundListener(upstream);
       this.#outbound.set(upstream.name, listener);
@@ -163,13 +163,13 @@ export class Sidecar {
     this.#ports = { admin, inbound, upstreams };
     this.#state = 'serving';
     for (const hook of this.afterStart) hook();
+    this.consul?.startRegistration(this.#ports);
     this.log.info({ service: config.service.name, ports: this.#ports }, 'sidecar serving');
     return this.#ports;
   }
 
   #outboundListener(upstream: UpstreamConfig): Listener {
     const cluster = this.clusters.get(upstream.name)!;
-    this.consul?.startRegistration(this.#ports);
     const name = `outbound:${upstream.name}`;
     if (upstream.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: upstream.timeouts.connect, idleTimeoutMs: upstream.timeouts.idle, log: this.log });
