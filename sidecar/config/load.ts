@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import { meshError, type MeshletError } from '../errors.ts';
 import { configSchema, type MeshletConfig } from './schema.ts';
+import { resilienceIssues } from '../resilience/config-checks.ts';
 
 /** Formats a path like ['upstreams', 1, 'port'] as `upstreams[1].port`. */
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -78,6 +79,7 @@ function crossFieldIssues(config: MeshletConfig, source: string): string[] {
     if (prior !== undefined) problems.push(`upstreams[${i}].name: already the name of upstreams[${prior}], got "${upstream.name}" (${source})`);
     else names.set(upstream.name, i);
     claim(`upstreams[${i}].port`, upstream.address, upstream.port);
+    problems.push(...resilienceIssues(upstream, i, source));
   });
   return problems;
 }
