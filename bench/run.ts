@@ -11,7 +11,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
-import { freePort, killAll, rssBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { freePort, killAll, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
 import { wrk } from './lib/wrk.ts';
 
@@ -22,7 +22,6 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     only: { type: 'string' },
     profile: { type: 'boolean', default: false },
-    workers: { type: 'string' },
   },
 });
 
@@ -61,11 +60,27 @@ function log(message: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }
 
-/** The Meshlet config key for mTLS, if the schema has one yet (the security work lands separately). */
-async function meshletMtlsKey(): Promise<string | undefined> {
+/**
+ * Meshlet's mTLS settings for the two-hop pair, when this checkout has them (config `security.mtls` and
+ * `meshlet ca init`): a throwaway local CA shared by both sidecars. Otherwise the pair runs plaintext.
+ */
+async function meshletMtls(dir: string): Promise<{ security: Record<string, unknown> } | { reason: string }> {
   const { configSchema } = await import('../sidecar/config/schema.ts');
   const shape = (configSchema as unknown as { shape: Record<string, unknown> }).shape;
-  return ['mtls', 'security', 'tls'].find((k) => k in shape);
+  if (!('security' in shape)) return { reason: 'not in the config schema yet: two hops run plaintext' };
+  const caDir = join(dir, 'meshlet-ca');
+  try {
+    await run(process.execPath, [join(ROOT, 'sidecar', 'main.ts'), 'ca', 'init', '--dir', caDir], 60_000);
+  } catch (err) {
+    return { reason: `meshlet ca init failed, two hops run plaintext: ${(err as Error).message.split('\n')[0]}` };
+  }
+  return { security: { mtls: true, ca: { dir: caDir } } };
+}
+
+/** True when this checkout's config has the `workers` setting (node:cluster). */
+async function workersSupported(): Promise<boolean> {
+  const { configSchema } = await import('../sidecar/config/schema.ts');
+  return 'workers' in (configSchema as unknown as { shape: Record<string, unknown> }).shape;
 }
 
 /** First line a tool prints about its version (wrk -v exits 1 after printing it). */
@@ -93,6 +108,9 @@ async function main(): Promise<void> {
     meshletTcp: await freePort(),
     meshletInbound: await freePort(),
     meshletAdmin: await freePort(),
+    meshletWorkers: await freePort(),
+    meshletWorkersInbound: await freePort(),
+    meshletWorkersAdmin: await freePort(),
     hopA: await freePort(),
     hopAInbound: await freePort(),
     hopAAdmin: await freePort(),
@@ -106,7 +124,6 @@ async function main(): Promise<void> {
   const meshletMain = join(ROOT, 'sidecar', 'main.ts');
   const meshletArgs = (config: string, profileName?: string): string[] =>
     flags.profile && profileName ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles')}`, `--cpu-prof-name=${profileName}.cpuprofile`, meshletMain, 'sidecar', '--config', config] : [meshletMain, 'sidecar', '--config', config];
-  const workers = flags.workers ? { workers: flags.workers === 'auto' ? 'auto' : Number(flags.workers) } : {};
 
   const backend = launch('nginx-backend', BACKEND_CPU, 'nginx', ['-p', workDir, '-c', nginxBackend(workDir, port.backend)]);
   await waitForPort(port.backend, 'nginx backend');
@@ -125,22 +142,42 @@ async function main(): Promise<void> {
     inbound: { address: '127.0.0.1', port: port.meshletInbound },
     admin: { port: port.meshletAdmin },
     upstreams: [upstream('backend', port.meshlet, port.backend), upstream('backend-tcp', port.meshletTcp, port.backend, 'tcp')],
-    ...workers,
   });
   const meshletProc = launch('meshlet', PROXY_CPU, node, meshletArgs(oneHop, 'meshlet-one-hop'));
-  const mtlsKey = await meshletMtlsKey();
+  // With the `workers` setting: the same one hop served by one process per core, on every CPU (so it
+  // shares CPU 0 with the load generator and the backend: a fair picture of a 2-core box, not a pinned one).
+  const multi = await workersSupported();
+  const workersProc = multi
+    ? launch(
+        'meshlet-workers',
+        undefined,
+        node,
+        meshletArgs(
+          meshletConfig(workDir, 'meshlet-workers', {
+            service: { name: 'bench-app', port: port.backend },
+            inbound: { address: '127.0.0.1', port: port.meshletWorkersInbound },
+            admin: { port: port.meshletWorkersAdmin },
+            upstreams: [upstream('backend', port.meshletWorkers, port.backend)],
+            workers: 'auto',
+          }),
+        ),
+      )
+    : undefined;
+  const mtls = await meshletMtls(workDir);
+  const mtlsOn = 'security' in mtls;
+  const security = mtlsOn ? { security: mtls.security } : {};
   const hopB = meshletConfig(workDir, 'meshlet-hop-b', {
     service: { name: 'backend', port: port.backend },
     inbound: { address: '127.0.0.1', port: port.hopB },
     admin: { port: port.hopBAdmin },
-    ...workers,
+    ...security,
   });
   const hopA = meshletConfig(workDir, 'meshlet-hop-a', {
     service: { name: 'bench-app', port: port.backend },
     inbound: { address: '127.0.0.1', port: port.hopAInbound },
     admin: { port: port.hopAAdmin },
     upstreams: [upstream('backend', port.hopA, port.hopB)],
-    ...workers,
+    ...security,
   });
   const hopBProc = launch('meshlet-hop-b', PROXY_CPU, node, meshletArgs(hopB));
   const hopAProc = launch('meshlet-hop-a', PROXY_CPU, node, meshletArgs(hopA));
@@ -154,6 +191,7 @@ async function main(): Promise<void> {
     [port.httpProxy, 'http-proxy'],
     [port.meshlet, 'meshlet'],
     [port.meshletTcp, 'meshlet tcp'],
+    ...(workersProc ? ([[port.meshletWorkers, 'meshlet workers']] as const) : []),
     [port.hopB, 'meshlet hop B'],
     [port.hopA, 'meshlet hop A'],
     [port.tlsIn, 'haproxy tls in'],
@@ -169,17 +207,19 @@ async function main(): Promise<void> {
     nginx: rssBytes(nginxProc.pid),
     'http-proxy': rssBytes(httpProxyProc.pid),
     meshlet: rssBytes(meshletProc.pid),
+    ...(workersProc ? { 'meshlet-workers': rssTreeBytes(workersProc.pid) } : {}),
     'meshlet-2hop': sum(rssBytes(hopAProc.pid), rssBytes(hopBProc.pid)),
     'haproxy-tls-pair': sum(rssBytes(tlsInProc.pid), rssBytes(tlsOutProc.pid)),
   };
 
-  const twoHopLabel = mtlsKey ? 'Meshlet two hops (mTLS)' : 'Meshlet two hops (plaintext)';
+  const twoHopLabel = mtlsOn ? 'Meshlet two hops (mTLS)' : 'Meshlet two hops (plaintext)';
   const httpTargets: TargetInfo[] = [
     { id: 'direct', label: 'direct to nginx', port: port.backend },
     { id: 'haproxy', label: 'HAProxy', port: port.haproxy },
     { id: 'nginx', label: 'nginx proxy', port: port.nginx },
     { id: 'http-proxy', label: 'http-proxy (Node)', port: port.httpProxy },
     { id: 'meshlet', label: 'Meshlet one hop', port: port.meshlet },
+    ...(workersProc ? [{ id: 'meshlet-workers', label: `Meshlet one hop, workers: auto (${coreCount}), unpinned`, port: port.meshletWorkers }] : []),
     { id: 'meshlet-2hop', label: twoHopLabel, port: port.hopA, reference: 'haproxy-tls-pair' },
     { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (mTLS)', port: port.tlsOut },
   ];
@@ -226,7 +266,8 @@ async function main(): Promise<void> {
     }
   }
 
-  const rssAfterLoad = { meshlet: rssBytes(meshletProc.pid), haproxy: rssBytes(haproxyProc.pid) };
+  const rssAfterLoad: Record<string, number | undefined> = { meshlet: rssBytes(meshletProc.pid), haproxy: rssBytes(haproxyProc.pid) };
+  if (workersProc) rssAfterLoad['meshlet-workers'] = rssTreeBytes(workersProc.pid);
   const rss10k: Record<string, { rss: number | undefined; open: number; ok: number }> = {};
   for (const [id, p, pid] of [
     ['meshlet', port.meshlet, meshletProc.pid],
@@ -259,8 +300,8 @@ async function main(): Promise<void> {
       loadAvgEnd: loadavg(),
       loadAvgPerRound: roundLoad,
     },
-    meshletMtls: mtlsKey ? `config key "${mtlsKey}" present` : 'not in the config schema yet: two hops run plaintext',
-    meshletWorkers: flags.workers ?? '1 (default)',
+    meshletMtls: mtlsOn ? 'on (security.mtls with a local CA from `meshlet ca init`)' : mtls.reason,
+    meshletWorkers: multi ? `1 (pinned rows); auto (${coreCount}) for the workers row` : '1 (no workers setting in this checkout)',
     workloads,
     runs,
     memory: { idle: rssIdle, afterLoad: rssAfterLoad, withConnections: rss10k, connections: plan.connections10k },

@@ -1,6 +1,6 @@
 /** Child processes of a bench run: started pinned to CPUs, waited for, measured (RSS), stopped. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 
 export interface Proc {
@@ -58,6 +58,27 @@ export function rssBytes(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Direct children of a process, from the children file of each of its /proc tasks (Linux). */
+function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const text = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      if (text) out.push(...text.split(/\s+/).map(Number));
+    }
+  } catch {
+    // gone
+  }
+  return out;
+}
+
+/** RSS of a process plus all its descendants (a cluster primary and its workers). */
+export function rssTreeBytes(pid: number): number | undefined {
+  const own = rssBytes(pid);
+  if (own === undefined) return undefined;
+  return childPids(pid).reduce((sum, child) => sum + (rssTreeBytes(child) ?? 0), own);
 }
 
 /** A TCP port free right now on 127.0.0.1. */

@@ -135,7 +135,7 @@ export function checkTargets(report: BenchReport): TargetCheck[] {
   const oneVsHp = r(one, hp);
   checks.push({ goal: 'one-hop HTTP/1.1 >= 2x http-proxy req/s', measured: oneVsHp === undefined ? 'n/a' : `${oneVsHp.toFixed(2)}x`, reached: oneVsHp === undefined ? undefined : oneVsHp >= 2 });
   const twoVsPair = r(two, pair);
-  const plaintext = !report.meshletMtls.startsWith('config key');
+  const plaintext = !report.meshletMtls.startsWith('on ');
   checks.push({
     goal: 'two-hop mTLS >= 40% of the HAProxy TLS pair',
     measured: twoVsPair === undefined ? 'n/a' : `${(twoVsPair * 100).toFixed(0)}%${plaintext ? ' (Meshlet pair ran plaintext: not comparable yet)' : ''}`,
