@@ -33,7 +33,7 @@ export function installTelemetry(sidecar: Sidecar, env: NodeJS.ProcessEnv = proc
   });
 
   let tracing: MeshTracing | undefined;
-  const endpoint = configuredOtlpEndpoint(tracingConfig.endpoint, env);
+  const endpoint = tracingConfig.enabled === false ? undefined : configuredOtlpEndpoint(tracingConfig.endpoint, env);
   if (tracingConfig.enabled ?? endpoint !== undefined) {
     const url = endpoint?.url ?? DEFAULT_OTLP_TRACES_URL;
     tracing = new MeshTracing({
