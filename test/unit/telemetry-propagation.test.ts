@@ -18,6 +18,8 @@ describe('trace context propagation', () => {
     const w3cOnly = new TracePropagation(['tracecontext'], ['tracecontext']);
     expect(w3cOnly.extract({ 'x-b3-traceid': TRACE, 'x-b3-spanid': SPAN, 'x-b3-sampled': '1' })).toBe(ROOT_CONTEXT);
     expect(new TracePropagation([], ['tracecontext']).extract({ traceparent: `00-${TRACE}-${SPAN}-01` })).toBe(ROOT_CONTEXT);
+    // A malformed header starts a new trace rather than failing the request.
+    for (const bad of ['garbage', `00-${TRACE}-0000000000000000-01`, `00-${TRACE.toUpperCase()}-${SPAN}`]) expect(w3cOnly.extract({ traceparent: bad })).toBe(ROOT_CONTEXT);
   });
 
   it('replaces every trace header with the emitted formats', () => {
