@@ -10,7 +10,7 @@ export const rateLimitSchema = z
   .strictObject({
     requestsPerSecond: z.number().positive().describe('Tokens added per second (sustained rate)'),
     burst: z.int().min(1).optional().describe('Bucket size: requests allowed at once after a quiet period (default: requestsPerSecond rounded up)'),
-    key: z.enum(['none', 'source_ip', 'header', 'identity']).default('none').describe('none: one bucket for all; source_ip; header (see `header`); identity: the mTLS peer identity, else the source IP (default none)'),
+    key: z.enum(['none', 'source_ip', 'header', 'identity']).default('none').describe('none: one bucket for all; source_ip; header (see `header`); identity: the caller SPIFFE ID (inbound with mTLS), else the source IP (default none)'),
     header: z.string().min(1).toLowerCase().optional().describe('Header whose value is the client key when key is "header"; requests without it share one bucket'),
     maxKeys: z.int().min(1).default(DEFAULT_RATE_LIMIT_MAX_KEYS).describe(`Client buckets kept; the least recently used is dropped beyond this (default ${DEFAULT_RATE_LIMIT_MAX_KEYS})`),
   })

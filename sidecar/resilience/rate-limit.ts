@@ -4,6 +4,7 @@
  * upstream work is done.
  */
 import { meshError } from '../errors.ts';
+import { CALLER_NOTE } from '../security/inbound.ts';
 import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { RateLimitConfig } from './rate-limit-config.ts';
@@ -29,8 +30,9 @@ function keyFunction(conf: RateLimitConfig): (x: ProxyExchange) => string {
         return Array.isArray(v) ? v.join(',') : (v ?? '');
       };
     case 'identity':
+      // The inbound authorization layer (outermost on inbound) leaves the caller's SPIFFE ID in the notes.
       return (x) => {
-        const identity = x.notes.get('peerIdentity');
+        const identity = x.notes.get(CALLER_NOTE);
         return typeof identity === 'string' ? identity : (x.req.socket.remoteAddress ?? '');
       };
   }

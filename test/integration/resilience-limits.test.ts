@@ -6,7 +6,8 @@
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { adminUrl, eventually } from '../helpers/sidecar.ts';
+import { startBackend } from '../helpers/backend.ts';
+import { adminUrl, eventually, startSidecar } from '../helpers/sidecar.ts';
 import { startUpstream, type UpstreamFixture } from '../helpers/upstream.ts';
 
 describe('circuit breaker', () => {
@@ -86,6 +87,27 @@ describe('rate limit', () => {
     expect((await fixture.call('/', { headers: { 'x-client': 'alice' } })).status).toBe(429);
     expect((await fixture.call('/', { headers: { 'x-client': 'bob' } })).status).toBe(200);
     expect(fixture.events.rateLimited).toEqual([{ scope: 'upstream:api', key: 'alice' }]);
+  });
+});
+
+describe('inbound rate limit', () => {
+  const cleanup: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+  });
+
+  it('limits callers of the local app per source IP', async () => {
+    const app = await startBackend('app');
+    cleanup.push(() => app.close());
+    const sidecar = await startSidecar({ service: { name: 'app', port: app.port }, inbound: { rateLimit: { requestsPerSecond: 0.1, burst: 1, key: 'source_ip' } } });
+    cleanup.push(() => sidecar.stop());
+    const url = `http://127.0.0.1:${sidecar.ports.inbound}/`;
+    expect((await request(url)).statusCode).toBe(200);
+    const limited = await request(url);
+    expect(limited.statusCode).toBe(429);
+    expect(limited.headers['retry-after']).toBe('10');
+    await limited.body.dump();
+    expect(app.hits).toBe(1);
   });
 });
 
