@@ -3,10 +3,13 @@
  * and through HAProxy, nginx, http-proxy and Meshlet (one and two hops), plus an HAProxy TLS pair as the
  * mTLS reference. Writes markdown and JSON to bench/results/. Run through `npm run bench` (bench/run.sh).
  *
- *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,...] [--profile]
+ *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,...] [--profile] [--compare DIR[=LABEL]]
+ *
+ * --compare adds a "Meshlet one hop" row run from another checkout DIR (e.g. `git archive` of an older
+ * commit, with node_modules linked), interleaved with the rest: a before/after in one run.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +25,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     only: { type: 'string' },
     profile: { type: 'boolean', default: false },
+    compare: { type: 'string' },
   },
 });
 
@@ -83,6 +87,24 @@ async function workersSupported(): Promise<boolean> {
   return 'workers' in (configSchema as unknown as { shape: Record<string, unknown> }).shape;
 }
 
+/**
+ * Which Meshlet was measured: the git commit (flagged when sidecar/ has uncommitted changes), or for
+ * an exported tree (`git archive` snapshot, no .git) the commit written in its REVISION file.
+ */
+async function meshletRevision(): Promise<string> {
+  try {
+    const head = (await run('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], 5000)).trim();
+    const dirty = (await run('git', ['-C', ROOT, 'status', '--porcelain', 'sidecar'], 5000)).trim();
+    return dirty ? `${head} (+ uncommitted sidecar changes)` : head;
+  } catch {
+    try {
+      return `${readFileSync(join(ROOT, 'REVISION'), 'utf8').trim()} (exported tree)`;
+    } catch {
+      return 'unknown';
+    }
+  }
+}
+
 /** First line a tool prints about its version (wrk -v exits 1 after printing it). */
 async function versionOf(cmd: string, args: string[]): Promise<string> {
   let text: string;
@@ -109,6 +131,9 @@ async function main(): Promise<void> {
     meshletInbound: await freePort(),
     meshletAdmin: await freePort(),
     meshletWorkers: await freePort(),
+    compare: await freePort(),
+    compareInbound: await freePort(),
+    compareAdmin: await freePort(),
     meshletWorkersInbound: await freePort(),
     meshletWorkersAdmin: await freePort(),
     hopA: await freePort(),
@@ -163,6 +188,20 @@ async function main(): Promise<void> {
         ),
       )
     : undefined;
+  const [compareDir, compareLabel] = flags.compare ? (flags.compare.split('=') as [string, string | undefined]) : [];
+  const compareProc = compareDir
+    ? launch('meshlet-compare', PROXY_CPU, node, [
+        join(compareDir, 'sidecar', 'main.ts'),
+        'sidecar',
+        '--config',
+        meshletConfig(workDir, 'meshlet-compare', {
+          service: { name: 'bench-app', port: port.backend },
+          inbound: { address: '127.0.0.1', port: port.compareInbound },
+          admin: { port: port.compareAdmin },
+          upstreams: [upstream('backend', port.compare, port.backend)],
+        }),
+      ])
+    : undefined;
   const mtls = await meshletMtls(workDir);
   const mtlsOn = 'security' in mtls;
   const security = mtlsOn ? { security: mtls.security } : {};
@@ -192,6 +231,7 @@ async function main(): Promise<void> {
     [port.meshlet, 'meshlet'],
     [port.meshletTcp, 'meshlet tcp'],
     ...(workersProc ? ([[port.meshletWorkers, 'meshlet workers']] as const) : []),
+    ...(compareProc ? ([[port.compare, 'meshlet compare']] as const) : []),
     [port.hopB, 'meshlet hop B'],
     [port.hopA, 'meshlet hop A'],
     [port.tlsIn, 'haproxy tls in'],
@@ -208,6 +248,7 @@ async function main(): Promise<void> {
     'http-proxy': rssBytes(httpProxyProc.pid),
     meshlet: rssBytes(meshletProc.pid),
     ...(workersProc ? { 'meshlet-workers': rssTreeBytes(workersProc.pid) } : {}),
+    ...(compareProc ? { 'meshlet-compare': rssBytes(compareProc.pid) } : {}),
     'meshlet-2hop': sum(rssBytes(hopAProc.pid), rssBytes(hopBProc.pid)),
     'haproxy-tls-pair': sum(rssBytes(tlsInProc.pid), rssBytes(tlsOutProc.pid)),
   };
@@ -219,6 +260,7 @@ async function main(): Promise<void> {
     { id: 'nginx', label: 'nginx proxy', port: port.nginx },
     { id: 'http-proxy', label: 'http-proxy (Node)', port: port.httpProxy },
     { id: 'meshlet', label: 'Meshlet one hop', port: port.meshlet },
+    ...(compareProc ? [{ id: 'meshlet-compare', label: `Meshlet one hop (${compareLabel ?? compareDir})`, port: port.compare }] : []),
     ...(workersProc ? [{ id: 'meshlet-workers', label: `Meshlet one hop, workers: auto (${coreCount}), unpinned`, port: port.meshletWorkers }] : []),
     { id: 'meshlet-2hop', label: twoHopLabel, port: port.hopA, reference: 'haproxy-tls-pair' },
     { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (mTLS)', port: port.tlsOut },
@@ -294,7 +336,7 @@ async function main(): Promise<void> {
       wrk: await versionOf('wrk', ['-v']),
       haproxy: await versionOf('haproxy', ['-v']),
       nginx: await versionOf('nginx', ['-v']),
-      meshletCommit: (await versionOf('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'])) + ((await run('git', ['-C', ROOT, 'status', '--porcelain', 'sidecar']).catch(() => '')) ? ' (+ uncommitted sidecar changes)' : ''),
+      meshletCommit: await meshletRevision(),
       cpuLayout: { load: LOAD_CPU ?? 'any', backend: BACKEND_CPU ?? 'any', proxies: PROXY_CPU ?? 'any' },
       loadAvgStart: loadAtStart,
       loadAvgEnd: loadavg(),
