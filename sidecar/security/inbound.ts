@@ -12,12 +12,18 @@ import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { AuthorizationPolicy } from './policy.ts';
 
+/** Identities per connection: the peer certificate cannot change on a socket, so parse it once, not per request. */
+const identities = new WeakMap<Socket, Identity | null>();
+
 /** The caller's identity on an mTLS socket, when its certificate verified and carries one of ours. */
 export function peerIdentity(socket: Socket, trustDomain: string): Identity | undefined {
+  const known = identities.get(socket);
+  if (known !== undefined) return known && known.trustDomain === trustDomain ? known : undefined;
   const tls = socket as TLSSocket;
   if (typeof tls.getPeerCertificate !== 'function' || !tls.authorized || tls.destroyed) return undefined;
   // null once the socket is gone, {} when the peer sent no certificate
   const identity = identityFromSan(tls.getPeerCertificate()?.subjectaltname);
+  identities.set(socket, identity ?? null);
   return identity && identity.trustDomain === trustDomain ? identity : undefined;
 }
 
