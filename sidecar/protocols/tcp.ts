@@ -98,8 +98,11 @@ export function createTcpProxy(options: TcpProxyOptions): (client: Socket) => vo
     upstream.pipe(client);
     let closed = 0;
     const onClose = (other: Socket) => (hadError: boolean) => {
-      // A reset on one side resets the other: there is no way to deliver the rest.
+      // A reset on one side resets the other: there is no way to deliver the rest. A side closed without
+      // error (finished, or cut by drain or idle timeout) ends the other after its pending writes, so
+      // neither connection outlives its peer.
       if (hadError) other.destroy();
+      else if (!other.destroyed) other.destroySoon();
       if (++closed < 2) return;
       state.active--;
       options.onEnd?.({ endpoint: state, bytesIn: client.bytesRead, bytesOut: client.bytesWritten });

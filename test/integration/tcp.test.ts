@@ -105,6 +105,31 @@ describe('TCP upstreams', () => {
     await eventually('no connection counted as active', () => cluster.endpoints.every((s) => s.active === 0));
   });
 
+  it('closes the upstream side too when a connection is cut at the end of the drain', async () => {
+    let upstreamClosed = false;
+    let upstreamConnected = false;
+    const app = createServer((socket) => {
+      upstreamConnected = true;
+      socket.resume();
+      socket.on('error', () => {});
+      socket.once('close', () => (upstreamClosed = true));
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => closeServer(app));
+    const sidecar = await startSidecar({
+      service: { name: 'client', port: 1 },
+      shutdown: { drainTimeout: '100ms' },
+      upstreams: [{ name: 'db', protocol: 'tcp', endpoints: [{ address: '127.0.0.1', port: (app.address() as { port: number }).port }] }],
+    });
+    const client = connect(sidecar.ports.upstreams.db!, '127.0.0.1');
+    client.on('error', () => {});
+    client.write('open');
+    await eventually('the upstream connection is open', () => upstreamConnected);
+    await sidecar.stop();
+    await eventually('the upstream connection was closed', () => upstreamClosed);
+    client.destroy();
+  });
+
   it('closes the client connection when the upstream has no endpoint', async () => {
     const sidecar = await tcpSidecar([]);
     const socket = connect(sidecar.ports.upstreams.db!, '127.0.0.1');
