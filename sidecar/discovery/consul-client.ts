@@ -77,10 +77,20 @@ export function consulStatusCode(err: unknown): number | undefined {
   return typeof res?.statusCode === 'number' ? res.statusCode : undefined;
 }
 
-/** A short, log-friendly description of a failed call. */
+const MAX_REASON_CHARS = 200;
+
+/**
+ * A short, log-friendly description of a failed call. The client keeps Consul's plain-text reason
+ * only when it is under 80 characters; longer ones (e.g. the namespace refusal) are taken from the body.
+ */
 export function describeConsulError(err: unknown): string {
   const status = consulStatusCode(err);
-  const message = err instanceof Error ? err.message : String(err);
+  let message = err instanceof Error ? err.message : String(err);
+  const body = (err as { response?: { body?: unknown } } | null)?.response?.body;
+  if (typeof body === 'string' && body.trim() !== '' && !message.includes(body.trim())) {
+    const reason = body.trim();
+    message = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}...` : reason;
+  }
   return status === undefined ? message : `${message} (HTTP ${status})`;
 }
 

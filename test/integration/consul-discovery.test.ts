@@ -235,4 +235,24 @@ describe('Consul discovery', () => {
     expect(msgs.filter((m) => m === 'consul watch ok')).toHaveLength(2);
     expect(sidecar.consul!.provider.status().services.greeter!.failures).toBeUndefined();
   });
+
+  it('sends the namespace to Consul Enterprise, and reports CE refusing it as degraded', async () => {
+    const { server } = await consulServer({ enterprise: true });
+    const a = await backend('a');
+    const b = await backend('b');
+    const team = npmConsul(server, { headers: { 'X-Consul-Namespace': 'team' } });
+    cleanup.push(() => team.destroy());
+    const plain = npmConsul(server);
+    cleanup.push(() => plain.destroy());
+    await registerInstance(team, { name: 'greeter', id: 'g-team', port: a.port });
+    await registerInstance(plain, { name: 'greeter', id: 'g-default', port: b.port });
+    const sidecar = await sidecarFor(server, { namespace: 'team' });
+    await eventually('the team instance', () => sidecar.clusters.get('greeter')!.endpoints.length === 1);
+    expect(await callers(sidecar, 3)).toEqual(['a', 'a', 'a']);
+
+    const ce = await consulServer();
+    const onCe = await sidecarFor(ce.server, { namespace: 'team' });
+    await eventually('degraded on CE', () => onCe.consul!.provider.status().state === 'degraded');
+    expect(onCe.consul!.provider.status().lastError).toBe('Invalid header: "X-Consul-Namespace" - Namespaces are a Consul Enterprise feature (HTTP 400)');
+  });
 });
