@@ -95,6 +95,9 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
  * request deadline. The attempt sees a shallow copy of the exchange carrying that signal.
  */
 async function attemptOnce(x: ProxyExchange, next: Forward, perTryMs: number, deadline: number, attempt: number): Promise<UpstreamResponse> {
+  // The innermost forward already enforces the request timeout from its start, which for a first
+  // attempt is the deadline: skip the signal plumbing on the common path.
+  if (attempt === 1 && perTryMs === 0) return next(x);
   const remaining = deadline - performance.now();
   const limitMs = perTryMs > 0 ? Math.min(perTryMs, remaining) : remaining;
   if (!Number.isFinite(limitMs)) return next(x);
