@@ -267,7 +267,3 @@ function fromPem(label: string, pem: string): Buffer | undefined {
   return match ? Buffer.from(match[1]!.replace(/\s+/g, ''), 'base64') : undefined;
 }
 
-/** Splits a PEM bundle into its certificate blocks. */
-export function splitPemCertificates(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)?.map((b) => (b.endsWith('\n') ? b : `${b}\n`)) ?? [];
-}

@@ -73,12 +73,6 @@ export class Credentials {
     return this.material;
   }
 
-  /** Renews now (also what the timer does); resolves once the new material is in place. */
-  async renewNow(): Promise<TlsMaterial> {
-    await this.#renew();
-    return this.material;
-  }
-
   async #renew(): Promise<void> {
     const { source, service, namespace } = this.#options;
     const key = generateKey('ec-p256');

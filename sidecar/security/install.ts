@@ -118,6 +118,6 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
 }
 
 /** True when `uri` is a SPIFFE ID in `trustDomain` (for identities named by discovery metadata). */
-export function inTrustDomain(uri: string, trustDomain: string): boolean {
+function inTrustDomain(uri: string, trustDomain: string): boolean {
   return parseSpiffeId(uri)?.trustDomain === trustDomain;
 }

@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type TLSSocket } from 'node:tls';
+import { connect } from 'node:tls';
 import { CertificateAuthority } from '../../certs/authority.ts';
 import { generateKey } from '../../certs/keys.ts';
 import { initCa, type InitOptions } from '../../certs/store.ts';
@@ -34,8 +34,6 @@ export async function createTestCa(options: Partial<InitOptions> = {}): Promise<
     cleanup: () => rm(parent, { recursive: true, force: true }),
   };
 }
-
-export type HandshakeResult = { ok: true; socket: TLSSocket } | { ok: false; error: string };
 
 /**
  * Opens a TLS connection to 127.0.0.1:`port` with the given client credentials (trusting `ca`) and

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKey } from '../../certs/keys.ts';
 import { createCertificate } from '../../certs/x509.ts';
+import { makeEndpoint, type DiscoveryProvider } from '../../sidecar/discovery/types.ts';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { isMeshError } from '../../sidecar/errors.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
@@ -120,6 +121,29 @@ describe('mTLS between sidecars (built-in CA, real TLS on loopback)', () => {
     expect(((await res.body.json()) as { message: string }).message).toContain('expected spiffe://mesh.test/ns/default/svc/greeter');
     expect(app.hits).toBe(0);
     expect(handshakeErrors.some((e) => e.startsWith('outbound') && e.includes('svc/billing'))).toBe(true);
+  });
+
+  it('accepts the peer identity named by discovery metadata, but only within the trust domain', async () => {
+    const { sidecar: billing } = await server('billing');
+    // A provider (like Consul) that names each endpoint's SPIFFE ID in its metadata.
+    const namedAs = (identity: string): DiscoveryProvider => ({
+      name: 'test-meta',
+      start: async (emit) => emit({ provider: 'test-meta', services: new Map([['greeter', [makeEndpoint({ address: '127.0.0.1', port: billing.ports.inbound, meta: { identity } })]]]) }),
+      status: () => ({ provider: 'test-meta', state: 'ok' }),
+      stop: async () => {},
+    });
+    const call = async (identity: string) => {
+      const frontend = await startSidecar(
+        { service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'greeter' }], security: { mtls: true, ca: { dir: ca.dir } } },
+        { providers: [namedAs(identity)] },
+      );
+      cleanup.push(() => frontend.stop());
+      const res = await request(`${upstreamUrl(frontend, 'greeter')}/named`);
+      await res.body.dump();
+      return `${res.statusCode} ${res.headers['x-meshlet-error'] ?? ''}`.trim();
+    };
+    expect(await call('spiffe://mesh.test/ns/default/svc/billing')).toBe('200');
+    expect(await call('spiffe://elsewhere.test/ns/default/svc/billing')).toBe('502 peer_identity');
   });
 
   it('answers 403 unauthorized to a caller the policy denies, and lets an allowed one through', async () => {
