@@ -1,24 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
+import { freePort } from '../../examples/demo.ts';
 import { startBackend } from '../helpers/backend.ts';
 import { eventually, startSidecar, upstreamUrl } from '../helpers/sidecar.ts';
-
-/** A free loopback port for a process that cannot be told to pick its own. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 async function getJson<T>(url: string): Promise<T> {
   const res = await request(url);
