@@ -1,5 +1,5 @@
 import type { Sidecar } from '../sidecar.ts';
-import { redactSecrets, sendJson } from './server.ts';
+import { isLoopback, redactSecrets, sendJson } from './server.ts';
 
 /** /ready, /live, /config, /endpoints and POST /shutdown. */
 export function registerCoreRoutes(sidecar: Sidecar): void {
@@ -30,8 +30,13 @@ export function registerCoreRoutes(sidecar: Sidecar): void {
     }
     sendJson(res, 200, { upstreams, providers: sidecar.registry.providerStatus() });
   });
-  admin.route('POST', '/shutdown', (_req, res) => {
-    // Jobs end by calling this when their work is done (the sidecar would otherwise outlive them).
+  admin.route('POST', '/shutdown', (req, res) => {
+    // Jobs end by calling this when their work is done (the sidecar would otherwise outlive them). Only
+    // the pod itself may: even with admin.address opened up, a remote caller cannot stop the sidecar.
+    if (!isLoopback(req.socket.remoteAddress)) {
+      sendJson(res, 403, { error: `POST /shutdown is allowed from loopback only, not from ${req.socket.remoteAddress}` });
+      return;
+    }
     sendJson(res, 202, { shuttingDown: true });
     setImmediate(() => void sidecar.stop());
   });

@@ -57,6 +57,12 @@ export class AdminServer {
   }
 }
 
+/** Whether a peer address is this host's loopback (IPv4 127/8, ::1, or IPv4-mapped 127/8). */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
 const SECRET_KEY = /token|secret|password|passphrase|private|^key$/i;
 
 /** Deep copy with every secret-looking field replaced, for showing config over the admin API. */

@@ -51,9 +51,9 @@ export class FileProvider implements DiscoveryProvider {
     // Watch the directory, not the file: atomic saves replace the inode and a file watch would go deaf.
     // A missing file is waited for; a missing directory is a config mistake.
     try {
-      this.#watcher = watch(dirname(this.#path), (_event, name) => {
-        if (name === null || name === basename(this.#path)) this.#scheduleReload();
-      });
+      // Any entry of the directory may matter: Kubernetes ConfigMap volumes update by swapping a `..data`
+      // symlink, and no event ever names the file itself. A reload of unchanged text is a no-op.
+      this.#watcher = watch(dirname(this.#path), () => this.#scheduleReload());
     } catch (err) {
       throw meshError('CONFIG_INVALID', `discovery.file.path: cannot watch directory ${dirname(this.#path)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
     }

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { validateConfig } from '../../sidecar/config/load.ts';
-import { redactSecrets } from '../../sidecar/admin/server.ts';
+import { isLoopback, redactSecrets } from '../../sidecar/admin/server.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
 import { silentLogger } from '../../sidecar/telemetry/logger.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
@@ -101,6 +101,17 @@ describe('admin API', () => {
     for (const secret of ['tok-123', '"pw"', '/k.pem', '"k"']) expect(text).not.toContain(secret);
     expect(JSON.parse(text).extra).toEqual({ token: '[redacted]', nested: [{ password: '[redacted]', privateKeyPath: '[redacted]', name: 'kept' }], key: '[redacted]' });
     expect(redactSecrets({ clientSecret: 's', passphrase: 'p', keyFile: undefined })).toEqual({ clientSecret: '[redacted]', passphrase: '[redacted]', keyFile: undefined });
+  });
+
+  it('POST /shutdown from loopback stops the sidecar (for Jobs); remote callers are refused', async () => {
+    const sidecar = await startSidecar({ service: { name: 'job', port: 1 } });
+    const res = await request(`${adminUrl(sidecar)}/shutdown`, { method: 'POST' });
+    expect(res.statusCode).toBe(202);
+    await res.body.dump();
+    await sidecar.stopped;
+    expect(sidecar.state).toBe('stopped');
+    for (const address of ['127.0.0.1', '127.3.2.1', '::1', '::ffff:127.0.0.1']) expect(isLoopback(address), address).toBe(true);
+    for (const address of ['10.0.0.5', '::ffff:10.0.0.5', 'fe80::1', '0.0.0.0', undefined]) expect(isLoopback(address), String(address)).toBe(false);
   });
 
   it('reports 503 on /ready while draining, then stops', async () => {

@@ -3,7 +3,7 @@
  * flowing (none fails, traffic moves to the new endpoint), and a broken edit is ignored with the last
  * good catalog kept and the problem shown on the admin API.
  */
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -115,6 +115,28 @@ describe('file catalog discovery', () => {
     await eventually('endpoint set switched to b', () => sidecar.clusters.get('greeter')!.endpoints[0]?.key === `127.0.0.1:${b.port}`);
     const res = await request(`${upstreamUrl(sidecar, 'greeter')}/hello`, { dispatcher });
     expect(await res.body.json()).toMatchObject({ backend: 'b' });
+  });
+
+  it('follows a Kubernetes ConfigMap volume update (the ..data symlink swap)', async () => {
+    // The kubelet's layout: catalog.yaml -> ..data/catalog.yaml, ..data -> ..<timestamp>/; an update
+    // writes a new timestamped directory and renames a fresh ..data symlink over the old one.
+    const volume = join(dir, 'volume');
+    await mkdir(join(volume, '..v1'), { recursive: true });
+    await writeFile(join(volume, '..v1', 'catalog.yaml'), catalogFor(a));
+    await symlink('..v1', join(volume, '..data'));
+    await symlink('..data/catalog.yaml', join(volume, 'catalog.yaml'));
+    const mounted = await startSidecar({ service: { name: 'client', port: 1 }, upstreams: [{ name: 'greeter' }], discovery: { file: { path: join(volume, 'catalog.yaml') } } });
+    try {
+      const key = () => mounted.clusters.get('greeter')!.endpoints[0]?.key;
+      expect(key()).toBe(`127.0.0.1:${a.port}`);
+      await mkdir(join(volume, '..v2'));
+      await writeFile(join(volume, '..v2', 'catalog.yaml'), catalogFor(b));
+      await symlink('..v2', join(volume, '..data_tmp'));
+      await rename(join(volume, '..data_tmp'), join(volume, '..data'));
+      await eventually('the ConfigMap update was applied', () => key() === `127.0.0.1:${b.port}`);
+    } finally {
+      await mounted.stop();
+    }
   });
 
   it('answers 503 no_endpoint when the catalog lists the service with no endpoints', async () => {
