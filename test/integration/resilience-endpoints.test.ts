@@ -73,6 +73,13 @@ describe('endpoint selection', () => {
     expect(await spread(6)).toEqual({ good: 6 });
   });
 
+  it('p2c_ewma steers traffic away from a slow endpoint', async () => {
+    fixture = await startUpstream(['fast', 'slow'], { balancer: 'p2c_ewma' });
+    fixture.backends[1]!.mode = { kind: 'slow', delayMs: 100 };
+    const counts = await spread(30);
+    expect(counts.fast).toBeGreaterThanOrEqual(27);
+  });
+
   for (const balancer of ['ring_hash', 'maglev']) {
     it(`${balancer} sends each value of the hash header to one endpoint`, async () => {
       fixture = await startUpstream(['a', 'b', 'c', 'd'], { balancer, hashPolicy: { source: 'header', name: 'x-user' } });
