@@ -30,7 +30,7 @@ describe('endpoint selection', () => {
   it('ejects an endpoint after N consecutive 5xx and lets it back after the ejection time', async () => {
     fixture = await startUpstream(['good', 'bad'], {
       retries: { enabled: false },
-      outlierDetection: { consecutiveFailures: 3, baseEjectionTime: '400ms', maxEjectionPercent: 50 },
+      outlierDetection: { consecutiveFailures: 3, baseEjectionTime: '2s', maxEjectionPercent: 50 },
     });
     const bad = fixture.backends[1]!;
     bad.mode = { kind: 'status', status: 500 };
@@ -39,7 +39,7 @@ describe('endpoint selection', () => {
       return fixture!.events.outlier.length > 0;
     });
     expect(bad.hits).toBe(3);
-    expect(fixture.events.outlier[0]).toMatchObject({ upstream: 'api', endpoint: `127.0.0.1:${bad.port}`, ejected: true, durationMs: 400 });
+    expect(fixture.events.outlier[0]).toMatchObject({ upstream: 'api', endpoint: `127.0.0.1:${bad.port}`, ejected: true, durationMs: 2000 });
     expect(await spread(10)).toEqual({ good: 10 });
     expect(bad.hits).toBe(3);
     bad.mode = { kind: 'ok' };

@@ -44,7 +44,7 @@ describe('circuit breaker', () => {
   it('queues over maxConnections up to maxPending, then answers 503 overflow; the queue drains when slots free', async () => {
     fixture = await startUpstream(['slow'], { retries: { enabled: false }, circuitBreaker: { maxConnections: 1, maxPending: 1 } });
     const backend = fixture.backends[0]!;
-    backend.mode = { kind: 'slow', delayMs: 300 };
+    backend.mode = { kind: 'slow', delayMs: 1500 };
     const first = fixture.call('/1');
     await eventually('the first request reaches the backend', () => backend.hits === 1);
     const queued = fixture.call('/2');

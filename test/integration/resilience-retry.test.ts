@@ -73,13 +73,14 @@ describe('retries', () => {
   });
 
   it('stop at the request timeout across all tries with 504', async () => {
-    fixture = await startUpstream(['h1', 'h2'], { ...NO_EJECTION, timeouts: { request: '500ms' }, retries: { perTryTimeout: '200ms', maxAttempts: 10, backoffBase: '1ms' } });
+    fixture = await startUpstream(['h1', 'h2'], { ...NO_EJECTION, timeouts: { request: '1s' }, retries: { perTryTimeout: '300ms', maxAttempts: 10, backoffBase: '1ms' } });
     for (const b of fixture.backends) b.mode = { kind: 'hang' };
     const res = await fixture.call();
     expect(res.status).toBe(504);
     expect(res.headers['x-meshlet-error']).toBe('upstream_timeout');
+    // Attempts start at about 0, 300, 600 and 900 ms; the deadline stops the rest of the 10 allowed.
     expect(totalHits(fixture.backends)).toBeGreaterThanOrEqual(2);
-    expect(totalHits(fixture.backends)).toBeLessThanOrEqual(3);
+    expect(totalHits(fixture.backends)).toBeLessThanOrEqual(4);
   });
 
   it('keep a retry storm within the budget when every endpoint fails', async () => {
@@ -90,7 +91,7 @@ describe('retries', () => {
     for (let i = 0; i < requests; i++) expect((await fixture.call()).status).toBe(503);
     // Unlimited retries would make 300 attempts; the budget allows 20% more than the requests.
     expect(totalHits(fixture.backends)).toBeLessThanOrEqual(requests * 1.2 + 1);
-    expect(totalHits(fixture.backends)).toBeGreaterThanOrEqual(requests * 1.2 - 1);
+    expect(totalHits(fixture.backends)).toBeGreaterThan(requests * 1.1);
     expect(fixture.events.retryBudgetExhausted.length).toBeGreaterThan(0);
   });
 
