@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, parseConfigText, validateConfig } from './config/load.ts';
+import { redactSecrets } from './admin/server.ts';
 import { MeshletError } from './errors.ts';
 import { Sidecar } from './sidecar.ts';
 import { createLogger } from './telemetry/logger.ts';
@@ -14,8 +15,8 @@ Usage:
   meshlet sidecar --config FILE     run a sidecar (YAML or JSON config; --config-env VAR reads it from VAR)
   meshlet validate --config FILE    check a config file and print the effective config
   meshlet demo                      run the demo mesh on loopback (no Consul needed)
-  meshlet ca <init|token|serve|rotate|retire>   the built-in CA (meshlet ca --help)
   meshlet wait-ready [--admin URL] [--timeout 60s]   block until a sidecar's /ready is 200 (run before the app)
+  meshlet ca <init|token|serve|rotate|retire>   the built-in CA (meshlet ca --help)
   meshlet inject --k8s FILE | --compose FILE   add sidecars to manifests (meshlet.io/* annotations)
   meshlet webhook --cert F --key F  Kubernetes mutating admission webhook (POST /mutate)
   meshlet --help                    this text
@@ -64,7 +65,8 @@ async function runSidecar(args: string[]): Promise<number> {
 async function validate(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } } });
   const config = await configFromArgs('validate', values);
-  process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+  // Same redaction as the admin /config: a validated config is often pasted into tickets.
+  process.stdout.write(`${JSON.stringify(redactSecrets(config), null, 2)}\n`);
   return 0;
 }
 
