@@ -145,7 +145,10 @@ export class Sidecar {
     for (const cluster of this.clusters.values()) this.registry.subscribe(cluster.service, (eps) => cluster.setEndpoints(eps));
     // Mark clusters with no discovered endpoints yet as "known empty" only once a provider spoke.
     const providers: DiscoveryProvider[] = [new StaticProvider(config)];
-    if (config.discovery.file) providers.push(new FileProvider(config.discovery.file.path, this.log));
+    if (config.discovery.file) {
+      const onReload = (result: { ok: boolean; error?: string }) => this.events.emit('configReload', { source: 'catalog', ...result });
+      providers.push(new FileProvider(config.discovery.file.path, this.log, onReload));
+    }
     if (config.discovery.consul) providers.push((this.consul = new ConsulIntegration(this, config.discovery.consul)).provider);
     providers.push(...(this.#options.providers ?? []));
     for (const provider of providers) await this.registry.addProvider(provider);

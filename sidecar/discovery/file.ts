@@ -40,10 +40,13 @@ export class FileProvider implements DiscoveryProvider {
   #status: ProviderStatus = { provider: 'file', state: 'starting' };
   #emit: ((snapshot: CatalogSnapshot) => void) | undefined;
   #lastText: string | undefined;
+  readonly #onReload: ((result: { ok: boolean; error?: string }) => void) | undefined;
 
-  constructor(path: string, log: Logger) {
+  /** `onReload` hears every change after the first load: applied, or rejected with the reason. */
+  constructor(path: string, log: Logger, onReload?: (result: { ok: boolean; error?: string }) => void) {
     this.#path = resolve(path);
     this.#log = log.child({ provider: 'file', file: this.#path });
+    this.#onReload = onReload;
   }
 
   async start(emit: (snapshot: CatalogSnapshot) => void): Promise<void> {
@@ -87,15 +90,20 @@ export class FileProvider implements DiscoveryProvider {
       this.#fail((err as Error).message);
       return;
     }
+    const firstLoad = this.#lastText === undefined;
     this.#lastText = text;
     this.#status = { provider: this.name, state: 'ok', lastUpdate: new Date().toISOString() };
     this.#log.info({ services: services.size }, 'catalog loaded');
     this.#emit?.({ provider: this.name, services });
+    if (!firstLoad) this.#onReload?.({ ok: true });
   }
 
   #fail(message: string): void {
     const state = this.#status.state === 'starting' ? 'starting' : 'degraded';
-    if (this.#status.lastError !== message) this.#log.error(message);
+    if (this.#status.lastError !== message) {
+      this.#log.error(message);
+      this.#onReload?.({ ok: false, error: message });
+    }
     this.#status = { ...this.#status, state, lastError: message };
   }
 
