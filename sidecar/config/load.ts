@@ -111,7 +111,12 @@ export function parseConfigText(text: string, file: string): unknown {
  * Config fields holding file paths. A relative path in a config file is resolved from the file's own
  * directory, so a config and its catalog can move together (and work in a container whatever its cwd).
  */
-export const CONFIG_PATH_FIELDS: ReadonlyArray<readonly string[]> = [['discovery', 'file', 'path']];
+export const CONFIG_PATH_FIELDS: ReadonlyArray<readonly string[]> = [
+  ['discovery', 'file', 'path'],
+  ['security', 'ca', 'dir'],
+  ['security', 'ca', 'tokenFile'],
+  ['security', 'ca', 'caFile'],
+];
 
 function resolveRelativePaths(raw: unknown, baseDir: string): void {
   for (const field of CONFIG_PATH_FIELDS) {

@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { identityFromSan, parseSpiffeId, spiffeId, uriSans } from '../../certs/spiffe.ts';
-import { validateConfig } from '../../sidecar/config/load.ts';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile, validateConfig } from '../../sidecar/config/load.ts';
 import { AuthorizationPolicy } from '../../sidecar/security/policy.ts';
 import { renewalDelay, retryDelay, RETRY_MAX_MS } from '../../sidecar/security/renewal.ts';
 
@@ -85,6 +88,17 @@ describe('security config', () => {
     const local = validateConfig({ ...base, security: { mtls: true, ca: { dir: '/var/lib/meshlet/ca' }, leafTtl: '12h' } }).security;
     expect(local).toMatchObject({ mtls: true, leafTtl: 12 * 3_600_000, authorization: { default: 'allow', rules: [] } });
     expect(problems({ mtls: true, ca: { url: 'https://ca.internal:15443', tokenFile: '/run/token', caFile: '/etc/meshlet/bundle.pem' } })).toBe('');
+  });
+
+  it('resolves the CA paths of a config file from its own directory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-sec-config-'));
+    try {
+      await writeFile(join(dir, 'meshlet.yaml'), 'service: { name: api, port: 8080 }\nsecurity:\n  mtls: true\n  ca: { url: "https://ca:15443", tokenFile: secrets/token, caFile: ./ca/bundle.pem }\n');
+      const { security } = await loadConfigFile(join(dir, 'meshlet.yaml'));
+      expect(security.ca).toEqual({ url: 'https://ca:15443', tokenFile: join(dir, 'secrets/token'), caFile: join(dir, 'ca/bundle.pem') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('names the field when mTLS has no CA, authorization has no mTLS, or a CA is half configured', () => {
