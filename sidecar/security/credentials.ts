@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { createCsr } from '../../certs/x509.ts';
 import { generateKey } from '../../certs/keys.ts';
 import { identityFromSan, spiffeId, type Identity } from '../../certs/spiffe.ts';
-import { MeshletError, meshError } from '../errors.ts';
+import { meshError } from '../errors.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { CertificateSource } from './ca-source.ts';
@@ -66,8 +66,7 @@ export class Credentials {
     try {
       await this.#renew();
     } catch (err) {
-      const message = err instanceof MeshletError && err.code === 'MESH_ERR_TLS_NO_CERTIFICATE' ? err.message : `${this.#options.source.description}: ${(err as Error).message}`;
-      throw meshError('TLS_NO_CERTIFICATE', `mTLS is on but no certificate could be obtained from ${this.#options.source.description}; refusing to serve plaintext. ${message}`, err);
+      throw meshError('TLS_NO_CERTIFICATE', `mTLS is on but no certificate could be obtained from ${this.#options.source.description}; refusing to serve plaintext. ${(err as Error).message}`, err);
     }
     this.#scheduleBundleRefresh();
     return this.material;
