@@ -55,11 +55,15 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
     const headers = endToEndHeaders(req.headers);
     // node:http already answered `Expect: 100-continue` to the client; undici refuses to send it upstream.
     if (headers.expect !== undefined) delete headers.expect;
-    addForwardingHeaders(headers, { clientAddress: socket.remoteAddress, proto: clientProto, host: req.headers.host, via: VIA });
+    let path = req.url ?? '/';
+    // Absolute-form (`GET http://host/p`, from apps using us as an HTTP proxy) leaves as origin-form,
+    // with Host taken from the target as RFC 9112 3.2.2 requires.
+    if (path.charCodeAt(0) !== 47 /* '/' */) path = originForm(path, headers);
+    addForwardingHeaders(headers, { clientAddress: socket.remoteAddress, proto: clientProto, host: headers.host as string | undefined, via: VIA });
     const exchange: ProxyExchange = {
       req,
       method: req.method ?? 'GET',
-      path: req.url ?? '/',
+      path,
       headers,
       body: hasBody(req) ? req : null,
       cluster,
@@ -104,6 +108,14 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
     };
     for (const o of observers) o.onEnd?.(x, outcome);
   }
+}
+
+/** The origin-form of an absolute-form target, setting `host` from it; other forms are left to fail as bad requests. */
+function originForm(target: string, headers: HeaderMap): string {
+  if (!/^https?:\/\//i.test(target) || !URL.canParse(target)) return target;
+  const url = new URL(target);
+  headers.host = url.host;
+  return `${url.pathname}${url.search}`;
 }
 
 function toMeshError(err: unknown, x: ProxyExchange): MeshletError {

@@ -4,6 +4,8 @@ import { MeshletError, meshError } from '../errors.ts';
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL']);
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'HPE_INVALID_CONSTANT', 'UND_ERR_INFO']);
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+/** The request itself cannot be sent (a header or target the client library refuses): the client's fault. */
+const REQUEST_CODES = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
 
 /** Maps a failure talking to `peer` into a typed MeshletError (connect, reset, timeout). */
 export function upstreamError(err: unknown, peer: string): MeshletError {
@@ -11,6 +13,7 @@ export function upstreamError(err: unknown, peer: string): MeshletError {
   const e = err as { code?: string; message?: string; cause?: { code?: string } };
   const code = e.code ?? e.cause?.code ?? '';
   const detail = `${e.message ?? String(err)}${code ? ` (${code})` : ''}`;
+  if (REQUEST_CODES.has(code)) return meshError('BAD_REQUEST', `request cannot be forwarded to ${peer}: ${detail}`, err);
   if (CONNECT_CODES.has(code)) return meshError('UPSTREAM_CONNECT', `cannot connect to ${peer}: ${detail}`, err);
   if (TIMEOUT_CODES.has(code)) return meshError('UPSTREAM_TIMEOUT', `${peer} timed out: ${detail}`, err);
   if (RESET_CODES.has(code) || code.startsWith('HPE_')) return meshError('UPSTREAM_RESET', `${peer} closed the connection: ${detail}`, err);

@@ -1,0 +1,71 @@
+/** HTTP/1.1 message forwarding details: request-target forms, old clients, repeated and hop-by-hop headers. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import type { Sidecar } from '../../sidecar/sidecar.ts';
+import { startBackend, type TestBackend } from '../helpers/backend.ts';
+import { rawExchange } from '../helpers/raw.ts';
+import { startSidecar, upstreamUrl } from '../helpers/sidecar.ts';
+
+describe('HTTP/1.1 forwarding details', () => {
+  let b: TestBackend;
+  let sidecar: Sidecar;
+  let port: number;
+
+  beforeAll(async () => {
+    b = await startBackend('b', (req, res) => {
+      req.resume();
+      if (req.url === '/cookies') {
+        res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/']);
+        res.setHeader('connection', 'x-private');
+        res.setHeader('x-private', 'hop');
+        res.setHeader('keep-alive', 'timeout=5');
+        res.end('ok');
+        return;
+      }
+      const body = JSON.stringify({ url: req.url, host: req.headers.host, xfh: req.headers['x-forwarded-host'] });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    sidecar = await startSidecar({ service: { name: 'client', port: 1 }, upstreams: [{ name: 'b', endpoints: [{ address: '127.0.0.1', port: b.port }] }] });
+    port = sidecar.ports.upstreams.b!;
+  });
+  afterAll(async () => {
+    await sidecar?.stop();
+    await b?.close();
+  });
+
+  const bodyOf = (reply: string) => reply.slice(reply.indexOf('\r\n\r\n') + 4);
+
+  it('turns an absolute-form target into origin-form with Host from the target', async () => {
+    const reply = await rawExchange(port, 'GET http://greeter.local:8080/abs?q=1 HTTP/1.1\r\nHost: ignored\r\nConnection: close\r\n\r\n');
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(JSON.parse(bodyOf(reply))).toEqual({ url: '/abs?q=1', host: 'greeter.local:8080', xfh: 'greeter.local:8080' });
+  });
+
+  it('refuses an asterisk-form target it cannot forward with 400, not a 502 blaming the upstream', async () => {
+    const reply = await rawExchange(port, 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(reply).toMatch(/^HTTP\/1\.1 400 /);
+    expect(reply).toContain('x-meshlet-error: bad_request');
+  });
+
+  it('serves HTTP/1.0 clients and closes after the response', async () => {
+    const reply = await rawExchange(port, 'GET /old HTTP/1.0\r\n\r\n');
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(JSON.parse(bodyOf(reply))).toMatchObject({ url: '/old' });
+  });
+
+  it('keeps repeated response headers and drops hop-by-hop ones from the response', async () => {
+    const res = await request(`${upstreamUrl(sidecar, 'b')}/cookies`);
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['set-cookie']).toEqual(['a=1; Path=/', 'b=2; Path=/']);
+    expect(res.headers['x-private']).toBeUndefined();
+    expect(res.headers.via).toBe('1.1 meshlet');
+    expect(await res.body.text()).toBe('ok');
+  });
+
+  it('answers HEAD without a body', async () => {
+    const reply = await rawExchange(port, 'HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(reply).toMatch(/^HTTP\/1\.1 200 /);
+    expect(bodyOf(reply)).toBe('');
+  });
+});
