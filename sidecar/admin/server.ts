@@ -46,7 +46,7 @@ export class AdminServer {
   }
 
   listen(port: number, address: string): Promise<number> {
-    return listen(this.server, port, address);
+    return listen(this.server, port, address, 'admin');
   }
 
   async close(): Promise<void> {

@@ -32,11 +32,14 @@ export class HttpListener {
   readonly #gate: ConnectionGate | undefined;
   /** Responses not yet closed; on drain, those whose head is unsent are told `connection: close`. */
   readonly #inFlight = new Set<ServerResponse>();
+  /** Serves each new request; swapped by a hot reload while requests under way finish with the old one. */
+  #handler: Handler;
   #closing = false;
 
   constructor(options: HttpListenerOptions, handler: Handler) {
     this.name = options.name;
     this.#log = options.log;
+    this.#handler = handler;
     const serverOptions = {
       maxHeaderSize: options.maxRequestHeadBytes,
       // The proxy enforces its own timeouts; Node's 5-minute request timeout would cut long uploads.
@@ -49,10 +52,11 @@ export class HttpListener {
       this.#inFlight.add(res);
       res.once('close', () => this.#inFlight.delete(res));
       if (this.#closing) res.shouldKeepAlive = false;
-      handler(req, res);
+      this.#handler(req, res);
     };
     this.server = options.tls ? createHttpsServer({ ...serverOptions, ...options.tls }, tracked) : createHttpServer(serverOptions, tracked);
-    if (options.idleTimeoutMs > 0) this.server.setTimeout(options.idleTimeoutMs, (socket: Socket) => socket.destroy());
+    // Registered even when 0 (disabled), so `setHandler` can turn the idle timeout on later.
+    this.server.setTimeout(options.idleTimeoutMs, (socket: Socket) => socket.destroy());
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
     this.#gate = options.connectionLimit && new ConnectionGate(this.server, options.connectionLimit);
     if (options.tls) this.server.on('tlsClientError', (err: Error, socket: Socket) => this.#log.warn({ listener: this.name, peer: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
@@ -85,7 +89,16 @@ export class HttpListener {
 
   /** Binds and resolves with the bound port. */
   listen(port: number, address: string): Promise<number> {
-    return listen(this.server, port, address);
+    return listen(this.server, port, address, this.name);
+  }
+
+  /**
+   * Serves requests from now on with `handler` (hot reload). Established connections stay open and
+   * requests under way finish with the handler that started them; `idleTimeoutMs` applies to new connections.
+   */
+  setHandler(handler: Handler, idleTimeoutMs: number): void {
+    this.#handler = handler;
+    this.server.timeout = idleTimeoutMs;
   }
 
   /** Swaps the TLS credentials for new connections; established ones keep theirs. */

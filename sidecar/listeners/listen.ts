@@ -1,9 +1,14 @@
 import type { Server } from 'node:net';
 
-/** Binds a server and resolves with the bound port; rejects with a message naming the address. */
-export function listen(server: Server, port: number, address: string): Promise<number> {
+const HINTS: Record<string, string> = { EADDRINUSE: 'address already in use', EACCES: 'permission denied (ports below 1024 need privileges)', EADDRNOTAVAIL: 'no such local address' };
+
+/** Binds a server and resolves with the bound port; rejects with a message naming the listener and address. */
+export function listen(server: Server, port: number, address: string, what = 'listener'): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => reject(new Error(`cannot listen on ${address}:${port}: ${err.code ?? err.message}`, { cause: err }));
+    const onError = (err: NodeJS.ErrnoException) => {
+      const hint = err.code && HINTS[err.code] ? ` (${HINTS[err.code]})` : '';
+      reject(new Error(`cannot listen on ${address}:${port} for ${what}: ${err.code ?? err.message}${hint}`, { cause: err }));
+    };
     server.once('error', onError);
     server.listen(port, address, () => {
       server.off('error', onError);

@@ -10,13 +10,16 @@ export class TcpListener {
   readonly server: Server;
   readonly #sockets = new Set<Socket>();
   readonly #gate: ConnectionGate | undefined;
+  /** Serves each new connection; swapped by a hot reload while established pipes carry on. */
+  #handler: (socket: Socket) => void;
 
   constructor(name: string, handler: (socket: Socket) => void, log: Logger, tls?: TlsOptions, connectionLimit?: ConnectionGateOptions) {
     this.name = name;
+    this.#handler = handler;
     const track = (socket: Socket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
-      handler(socket);
+      this.#handler(socket);
     };
     const options = { allowHalfOpen: true, pauseOnConnect: true, noDelay: true };
     this.server = tls ? createTlsServer({ ...options, ...tls }, track) : createServer(options, track);
@@ -29,7 +32,12 @@ export class TcpListener {
   }
 
   listen(port: number, address: string): Promise<number> {
-    return listen(this.server, port, address);
+    return listen(this.server, port, address, this.name);
+  }
+
+  /** Serves new connections with `handler` (hot reload); established ones keep their pipe. */
+  setHandler(handler: (socket: Socket) => void): void {
+    this.#handler = handler;
   }
 
   /** Swaps TLS credentials for new connections. */

@@ -52,7 +52,7 @@ describe('meshlet sidecar', () => {
     await writeFile(file, `service: { name: a, port: 1 }\ninbound: { address: 127.0.0.1, port: ${busy.port} }\nadmin: { port: 0 }\n`);
     const proc = track(runCli(['sidecar', '--config', file]));
     expect(await proc.exited).toBe(1);
-    expect(proc.stderr()).toContain(`cannot listen on 127.0.0.1:${busy.port}: EADDRINUSE`);
+    expect(proc.stderr()).toContain(`cannot listen on 127.0.0.1:${busy.port} for inbound: EADDRINUSE (address already in use)`);
   });
 
   it('on SIGTERM finishes the request in flight, refuses new inbound connections, and exits 0', async () => {
