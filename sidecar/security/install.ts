@@ -8,6 +8,7 @@ import type { Socket } from 'node:net';
 import type { Server as TlsServer, TLSSocket, TlsOptions } from 'node:tls';
 import { parseSpiffeId, spiffeId } from '../../certs/spiffe.ts';
 import { sendJson } from '../admin/server.ts';
+import type { MeshletConfig } from '../config/schema.ts';
 import { meshError } from '../errors.ts';
 import type { Endpoint } from '../discovery/types.ts';
 import type { HttpListener } from '../listeners/http-listener.ts';
@@ -27,20 +28,32 @@ export interface InboundSecurity {
   gateTcp(handler: (socket: Socket) => void): (socket: Socket) => void;
   /** Hooks the bound inbound listener: identity check per connection, context swaps on renewal. */
   attachInbound(listener: HttpListener | TcpListener): void;
+  /** Puts mTLS transports on these upstreams' clusters (hot reload added or changed them). */
+  secureUpstreams(names: ReadonlySet<string>): void;
   readonly credentials: Credentials;
+}
+
+/** Security settings naming upstreams that do not exist (checked at start and on hot reload). */
+export function securityNameIssues(config: Pick<MeshletConfig, 'security' | 'upstreams'>): string[] {
+  const { security } = config;
+  if (!security.mtls) return [];
+  const names = new Set(config.upstreams.map((u) => u.name));
+  const problems: string[] = [];
+  security.plaintextUpstreams.forEach((name, i) => {
+    if (!names.has(name)) problems.push(`security.plaintextUpstreams[${i}]: no upstream is named "${name}"`);
+  });
+  for (const name of Object.keys(security.identities)) {
+    if (!names.has(name)) problems.push(`security.identities.${name}: no upstream is named "${name}"`);
+  }
+  return problems;
 }
 
 /** Sets up mTLS when `security.mtls` is on; resolves undefined otherwise. Call before listeners bind. */
 export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity | undefined> {
   const { security, service } = sidecar.config;
   if (!security.mtls) return undefined;
-  const names = new Set(sidecar.config.upstreams.map((u) => u.name));
-  security.plaintextUpstreams.forEach((name, i) => {
-    if (!names.has(name)) throw meshError('CONFIG_INVALID', `security.plaintextUpstreams[${i}]: no upstream is named "${name}"`);
-  });
-  for (const name of Object.keys(security.identities)) {
-    if (!names.has(name)) throw meshError('CONFIG_INVALID', `security.identities.${name}: no upstream is named "${name}"`);
-  }
+  const [problem] = securityNameIssues(sidecar.config);
+  if (problem) throw meshError('CONFIG_INVALID', problem);
   const { events, log } = sidecar;
   const source = await createCertificateSource(security, { namespace: service.namespace, service: service.name });
   const credentials = new Credentials({
@@ -57,16 +70,19 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
   sidecar.beforeDrain.push(async () => credentials.stop());
 
   const plaintext = new Set(security.plaintextUpstreams);
-  const applyTransports = (material: TlsMaterial) => {
+  const applyTransports = (material: TlsMaterial, only?: ReadonlySet<string>) => {
     for (const upstream of sidecar.config.upstreams) {
-      if (plaintext.has(upstream.name)) continue;
+      if (plaintext.has(upstream.name) || (only && !only.has(upstream.name))) continue;
       const cluster = sidecar.clusters.get(upstream.name)!;
       const trustDomain = material.identity.trustDomain;
       const configured = security.identities[upstream.name] ?? spiffeId({ trustDomain, namespace: service.namespace, service: cluster.service });
-      // Discovery may name an endpoint's identity (e.g. Consul meta); only within our trust domain, and config wins.
+      // Discovery may name an endpoint's identity (e.g. Consul meta, for a service in another namespace).
+      // It is registered by the peer itself, so it may only pick the namespace: same trust domain, same
+      // service. Otherwise any instance could vouch for itself under another service's name. Config wins.
       const expectedIdentity = (endpoint: Endpoint) => {
-        const named = endpoint.meta.identity;
-        return security.identities[upstream.name] === undefined && named !== undefined && inTrustDomain(named, trustDomain) ? named : configured;
+        const named = endpoint.meta.identity === undefined ? undefined : parseSpiffeId(endpoint.meta.identity);
+        const usable = security.identities[upstream.name] === undefined && named?.trustDomain === trustDomain && named.service === cluster.service;
+        return usable ? spiffeId(named) : configured;
       };
       cluster.setTransport(mtlsTransport({ material, upstream: upstream.name, expectedIdentity, connectTimeoutMs: upstream.timeouts.connect, events }));
     }
@@ -99,6 +115,7 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
     credentials,
     tls: { ...secureContextOptions(first), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2' },
     gateTcp: (handler) => tcpAuthorizationGate(guard, handler),
+    secureUpstreams: (names) => applyTransports(credentials.material, names),
     attachInbound(listener) {
       inbound = listener;
       const server = listener.server as TlsServer;
@@ -115,9 +132,4 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
       });
     },
   };
-}
-
-/** True when `uri` is a SPIFFE ID in `trustDomain` (for identities named by discovery metadata). */
-function inTrustDomain(uri: string, trustDomain: string): boolean {
-  return parseSpiffeId(uri)?.trustDomain === trustDomain;
 }

@@ -123,27 +123,35 @@ describe('mTLS between sidecars (built-in CA, real TLS on loopback)', () => {
     expect(handshakeErrors.some((e) => e.startsWith('outbound') && e.includes('svc/billing'))).toBe(true);
   });
 
-  it('accepts the peer identity named by discovery metadata, but only within the trust domain', async () => {
+  it('takes the namespace of the peer identity from discovery metadata, never another service', async () => {
+    const app = await startBackend('greeter-shop');
+    cleanup.push(() => app.close());
+    const shopGreeter = await startSidecar({ service: { name: 'greeter', namespace: 'shop', port: app.port }, security: { mtls: true, ca: { dir: ca.dir } } });
+    cleanup.push(() => shopGreeter.stop());
     const { sidecar: billing } = await server('billing');
     // A provider (like Consul) that names each endpoint's SPIFFE ID in its metadata.
-    const namedAs = (identity: string): DiscoveryProvider => ({
+    const namedAs = (port: number, identity: string | undefined): DiscoveryProvider => ({
       name: 'test-meta',
-      start: async (emit) => emit({ provider: 'test-meta', services: new Map([['greeter', [makeEndpoint({ address: '127.0.0.1', port: billing.ports.inbound, meta: { identity } })]]]) }),
+      start: async (emit) => emit({ provider: 'test-meta', services: new Map([['greeter', [makeEndpoint({ address: '127.0.0.1', port, meta: identity ? { identity } : {} })]]]) }),
       status: () => ({ provider: 'test-meta', state: 'ok' }),
       stop: async () => {},
     });
-    const call = async (identity: string) => {
+    const call = async (port: number, identity: string | undefined) => {
       const frontend = await startSidecar(
         { service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'greeter' }], security: { mtls: true, ca: { dir: ca.dir } } },
-        { providers: [namedAs(identity)] },
+        { providers: [namedAs(port, identity)] },
       );
       cleanup.push(() => frontend.stop());
       const res = await request(`${upstreamUrl(frontend, 'greeter')}/named`);
       await res.body.dump();
       return `${res.statusCode} ${res.headers['x-meshlet-error'] ?? ''}`.trim();
     };
-    expect(await call('spiffe://mesh.test/ns/default/svc/billing')).toBe('200');
-    expect(await call('spiffe://elsewhere.test/ns/default/svc/billing')).toBe('502 peer_identity');
+    // Without metadata the frontend expects its own namespace: the shop greeter is refused.
+    expect(await call(shopGreeter.ports.inbound, undefined)).toBe('502 peer_identity');
+    expect(await call(shopGreeter.ports.inbound, 'spiffe://mesh.test/ns/shop/svc/greeter')).toBe('200');
+    // An instance cannot vouch for itself under another service's name, or from another trust domain.
+    expect(await call(billing.ports.inbound, 'spiffe://mesh.test/ns/default/svc/billing')).toBe('502 peer_identity');
+    expect(await call(shopGreeter.ports.inbound, 'spiffe://elsewhere.test/ns/shop/svc/greeter')).toBe('502 peer_identity');
   });
 
   it('answers 403 unauthorized to a caller the policy denies, and lets an allowed one through', async () => {
