@@ -139,6 +139,26 @@ describe('file catalog discovery', () => {
     }
   });
 
+  it('waits for a catalog file that does not exist yet, and refuses a missing directory at start', async () => {
+    const later = join(dir, 'later.yaml');
+    const waiting = await startSidecar({ service: { name: 'client', port: 1 }, upstreams: [{ name: 'greeter' }], discovery: { file: { path: later } } });
+    try {
+      const before = await request(`${upstreamUrl(waiting, 'greeter')}/hello`, { dispatcher });
+      expect(before.statusCode).toBe(503);
+      expect(before.headers['x-meshlet-error']).toBe('discovery_unavailable');
+      await before.body.dump();
+      await writeFile(later, catalogFor(a));
+      await eventually('the new catalog was loaded', () => waiting.clusters.get('greeter')!.endpoints.length === 1);
+      const after = await request(`${upstreamUrl(waiting, 'greeter')}/hello`, { dispatcher });
+      expect(await after.body.json()).toMatchObject({ backend: 'a' });
+    } finally {
+      await waiting.stop();
+    }
+    await expect(startSidecar({ service: { name: 'client', port: 1 }, discovery: { file: { path: join(dir, 'no-such-dir', 'c.yaml') } } })).rejects.toThrow(
+      /^discovery\.file\.path: cannot watch directory .*no-such-dir: ENOENT/,
+    );
+  });
+
   it('answers 503 no_endpoint when the catalog lists the service with no endpoints', async () => {
     await writeCatalog('services:\n  greeter: []\n');
     await eventually('endpoint set emptied', () => sidecar.clusters.get('greeter')!.endpoints.length === 0);

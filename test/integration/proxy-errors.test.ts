@@ -85,6 +85,22 @@ describe('proxy-made error responses', () => {
     expect(body.message).toContain('greeter');
   });
 
+  it('cuts the client connection when the upstream dies mid-body (never a silently truncated 200)', async () => {
+    const b = await startBackend('greeter', (req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-length': '1000000' });
+      res.write('x'.repeat(1000), () => res.socket?.resetAndDestroy());
+    });
+    cleanup.push(() => b.close());
+    const sidecar = await sidecarTo([{ address: '127.0.0.1', port: b.port }]);
+    const res = await request(`${upstreamUrl(sidecar, 'greeter')}/partial`);
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.text()).rejects.toThrow();
+    // The sidecar is fine and nothing stays counted as in flight.
+    const cluster = sidecar.clusters.get('greeter')!;
+    await eventually('no request counted as active', () => cluster.endpoints.every((e) => e.active === 0));
+  });
+
   it('leaves the upstream answer alone: an app 503 has no x-meshlet-error', async () => {
     const b = await backend();
     b.mode = { kind: 'status', status: 503 };
