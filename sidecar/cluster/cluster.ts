@@ -38,7 +38,7 @@ export interface ClusterOptions {
 export class Cluster {
   readonly name: string;
   readonly service: string;
-  readonly #options: ClusterOptions;
+  #options: ClusterOptions;
   #states: EndpointState[] = [];
   readonly #pools = new Map<string, Pool>();
   #transport: ClusterTransport;
@@ -116,6 +116,17 @@ export class Cluster {
   /** Opens an L4 stream to an endpoint with the cluster's transport. */
   openSocket(state: EndpointState): Socket {
     return this.#transport.openSocket(state.endpoint);
+  }
+
+  /**
+   * Applies new settings (hot reload of a changed upstream): endpoint state (health, ejections, active
+   * counts) stays, the new picker takes over, and pools are reopened with the new limits while requests
+   * under way finish on the old ones.
+   */
+  reconfigure(options: Partial<Pick<ClusterOptions, 'picker' | 'connectTimeoutMs' | 'poolIdleMs' | 'maxConnectionsPerEndpoint'>>): void {
+    this.#options = { ...this.#options, ...options };
+    this.#options.picker.update(this.#states);
+    for (const key of [...this.#pools.keys()]) this.#closePool(key);
   }
 
   /** Switches how new connections are made (e.g. after a certificate rotation); existing pools drain. */
