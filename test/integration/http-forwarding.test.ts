@@ -1,8 +1,9 @@
 /** HTTP/1.1 message forwarding details: request-target forms, old clients, repeated and hop-by-hop headers. */
+import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
-import { startBackend, type TestBackend } from '../helpers/backend.ts';
+import { closeServer, startBackend, type TestBackend } from '../helpers/backend.ts';
 import { rawExchange } from '../helpers/raw.ts';
 import { startSidecar, upstreamUrl } from '../helpers/sidecar.ts';
 
@@ -61,6 +62,28 @@ describe('HTTP/1.1 forwarding details', () => {
     expect(res.headers['x-private']).toBeUndefined();
     expect(res.headers.via).toBe('1.1 meshlet');
     expect(await res.body.text()).toBe('ok');
+  });
+
+  it('reaches IPv6 endpoints over HTTP and TCP', async () => {
+    const v6 = createServer((req, res) => res.end(`v6 ${req.socket.localAddress}`));
+    await new Promise<void>((resolve) => v6.listen(0, '::1', resolve));
+    const v6port = (v6.address() as { port: number }).port;
+    const s6 = await startSidecar({
+      service: { name: 'client', port: 1 },
+      upstreams: [
+        { name: 'web', endpoints: [{ address: '::1', port: v6port }] },
+        { name: 'raw', protocol: 'tcp', endpoints: [{ address: '::1', port: v6port }] },
+      ],
+    });
+    try {
+      for (const upstream of ['web', 'raw']) {
+        const res = await request(`${upstreamUrl(s6, upstream)}/`);
+        expect(await res.body.text(), upstream).toBe('v6 ::1');
+      }
+    } finally {
+      await s6.stop();
+      await closeServer(v6);
+    }
   });
 
   it('answers HEAD without a body', async () => {
