@@ -85,6 +85,7 @@ describe('streaming a large body through a CLI sidecar', () => {
         'inbound: { address: 127.0.0.1, port: 0 }',
         'admin: { port: 0 }',
         'logging: { level: info, accessLog: false }',
+        'workers: 1 # one process, so the PID measured is the one moving the bytes',
         'upstreams:',
         `  - { name: big, port: 0, endpoints: [{ address: 127.0.0.1, port: ${backendPort} }] }`,
       ].join('\n'),
