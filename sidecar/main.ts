@@ -3,6 +3,7 @@
 import { realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, parseConfigText, validateConfig } from './config/load.ts';
+import { installConfigReload } from './config/reloader.ts';
 import { redactSecrets } from './admin/server.ts';
 import { MeshletError } from './errors.ts';
 import { Sidecar } from './sidecar.ts';
@@ -16,12 +17,13 @@ Usage:
   meshlet validate --config FILE    check a config file and print the effective config
   meshlet demo                      run the demo mesh on loopback (no Consul needed)
   meshlet wait-ready [--admin URL] [--timeout 60s]   block until a sidecar's /ready is 200 (run before the app)
+  meshlet tap [--admin URL] [--upstream X] [--status 5xx]   print live requests through a sidecar until Ctrl-C
   meshlet ca <init|token|serve|rotate|retire>   the built-in CA (meshlet ca --help)
   meshlet inject --k8s FILE | --compose FILE   add sidecars to manifests (meshlet.io/* annotations)
   meshlet webhook --cert F --key F  Kubernetes mutating admission webhook (POST /mutate)
   meshlet --help                    this text
 
-Signals: SIGTERM/SIGINT drain gracefully (see shutdown.drainTimeout).`;
+Signals: SIGTERM/SIGINT drain gracefully (see shutdown.drainTimeout); SIGHUP reloads the --config file.`;
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -40,6 +42,12 @@ async function runSidecar(args: string[]): Promise<number> {
   const config = await configFromArgs('sidecar', values);
   if (shouldSupervise(config.workers)) return superviseWorkers({ count: workerCount(config.workers), log: createLogger(config.logging.level) });
   const sidecar = new Sidecar(config);
+  // Hot reload (docs: README "Hot reload"): on file change, SIGHUP and POST /reload; SIGHUP never kills the sidecar.
+  const reloader = values.config ? installConfigReload(sidecar, values.config) : undefined;
+  process.on('SIGHUP', () => {
+    if (reloader) void reloader.reload('sighup');
+    else sidecar.log.warn(`SIGHUP ignored: the config came from $${values['config-env']}, not a file`);
+  });
   const stopped = new Promise<void>((resolve) => {
     const onSignal = (signal: string) => {
       sidecar.log.info({ signal }, 'signal received');
@@ -87,12 +95,16 @@ async function waitReady(args: string[]): Promise<number> {
   return (await import('./admin/wait-ready.ts')).waitReadyCommand(args);
 }
 
+async function tap(args: string[]): Promise<number> {
+  return (await import('./admin/tap-cli.ts')).tapCommand(args);
+}
+
 async function ca(args: string[]): Promise<number> {
   const { runCa } = await import('../certs/cli.ts');
   return runCa(args);
 }
 
-const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook, ca, 'wait-ready': waitReady };
+const COMMANDS: Record<string, Command> = { sidecar: runSidecar, validate, demo, inject, webhook, ca, 'wait-ready': waitReady, tap };
 
 class UsageError extends Error {}
 

@@ -29,7 +29,7 @@ export class AdminServer {
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const handler = this.#routes.get(`${req.method} ${url.pathname}`);
+    const handler = this.#routes.get(`${req.method} ${url.pathname}`) ?? this.#prefixRoute(req.method, url.pathname);
     if (!handler) {
       const allowed = [...this.#routes.keys()].filter((k) => k.endsWith(` ${url.pathname}`));
       if (allowed.length > 0) sendJson(res, 405, { error: `method ${req.method} not allowed on ${url.pathname}` });
@@ -43,6 +43,12 @@ export class AdminServer {
       if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
       else res.destroy();
     }
+  }
+
+  /** A route registered as `METHOD /prefix/*` matches any longer path under `/prefix/` (e.g. `/traces/<id>`). */
+  #prefixRoute(method: string | undefined, pathname: string): AdminHandler | undefined {
+    const slash = pathname.lastIndexOf('/');
+    return slash > 0 ? this.#routes.get(`${method} ${pathname.slice(0, slash)}/*`) : undefined;
   }
 
   listen(port: number, address: string): Promise<number> {

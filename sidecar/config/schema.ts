@@ -10,6 +10,7 @@ import { consulSchema } from '../discovery/consul-config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
 import { securitySchema } from '../security/config.ts';
 import { workersSchema } from '../workers.ts';
+import { tapSchema, traceStoreSchema } from '../admin/views-config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
 export const DEFAULT_INBOUND_PORT = 15001;
@@ -109,6 +110,8 @@ export const configSchema = z
       .strictObject({
         address: host().default('127.0.0.1').describe('Admin API address; loopback by default because it exposes config and shutdown'),
         port: listenPort().default(DEFAULT_ADMIN_PORT).describe(`Admin API port (default ${DEFAULT_ADMIN_PORT})`),
+        traces: traceStoreSchema,
+        tap: tapSchema,
       })
       .prefault({})
       .describe('Admin API: /ready, /live, /config, /endpoints'),

@@ -9,6 +9,8 @@ import { createAccessLog } from './access-log.ts';
 import { configuredOtlpEndpoint, DEFAULT_OTLP_TRACES_URL, type ExportCounters } from './export.ts';
 import { MeshMetrics } from './metrics.ts';
 import { MeshTracing } from './tracing.ts';
+import { TraceStore } from './trace-store.ts';
+import { installAdminViews } from '../admin/views.ts';
 
 /** Longest wait for the last span export on shutdown. */
 const TRACE_FLUSH_ON_STOP_MS = 5000;
@@ -17,6 +19,8 @@ export interface Telemetry {
   readonly metrics: MeshMetrics;
   /** Undefined when tracing is off. */
   readonly tracing: MeshTracing | undefined;
+  /** Recent traces for the admin API: spans POSTed to /v1/traces and, with tracing on, this sidecar's own. */
+  readonly traces: TraceStore;
 }
 
 /** Installs metrics, tracing and the access log on `sidecar`; call once, before `start()`. */
@@ -32,6 +36,7 @@ export function installTelemetry(sidecar: Sidecar, env: NodeJS.ProcessEnv = proc
     res.end(text);
   });
 
+  const traces = new TraceStore(config.admin.traces);
   let tracing: MeshTracing | undefined;
   const endpoint = tracingConfig.enabled === false ? undefined : configuredOtlpEndpoint(tracingConfig.endpoint, env);
   if (tracingConfig.enabled ?? endpoint !== undefined) {
@@ -43,6 +48,7 @@ export function installTelemetry(sidecar: Sidecar, env: NodeJS.ProcessEnv = proc
       namespace: config.service.namespace,
       localCluster: sidecar.localCluster,
       counters: exportCounters(sidecar, metrics, url),
+      processors: [traces.processor()],
     });
     const t = tracing;
     sidecar.observers.push(t.observer);
@@ -54,7 +60,9 @@ export function installTelemetry(sidecar: Sidecar, env: NodeJS.ProcessEnv = proc
   }
 
   if (config.logging.accessLog) sidecar.observers.push(createAccessLog(log, sidecar.localCluster));
-  return { metrics, tracing };
+  // The dashboard, /tap and /traces show what telemetry records.
+  installAdminViews(sidecar, traces);
+  return { metrics, tracing, traces };
 }
 
 /** Counts export outcomes and logs the start and end of each failure streak (not every failure). */

@@ -7,7 +7,7 @@
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, ParentBasedSampler, TraceIdRatioBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import {
   ATTR_CLIENT_ADDRESS,
   ATTR_ERROR_TYPE,
@@ -50,6 +50,8 @@ export interface TracingOptions {
   /** The cluster of the local app: exchanges on it are inbound. */
   readonly localCluster: Cluster;
   readonly counters: ExportCounters;
+  /** More span processors, after the exporting one (e.g. the admin API's trace store). */
+  readonly processors?: readonly SpanProcessor[];
 }
 
 function pathOnly(path: string): string {
@@ -94,7 +96,7 @@ export class MeshTracing {
     this.#provider = new BasicTracerProvider({
       resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName, [ATTR_SERVICE_NAMESPACE]: options.namespace })),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
-      spanProcessors: [this.#processor],
+      spanProcessors: [this.#processor, ...(options.processors ?? [])],
     });
     this.#tracer = this.#provider.getTracer('meshlet');
   }
