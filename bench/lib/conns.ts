@@ -1,6 +1,8 @@
 /**
  * Holds N client connections open against an HTTP listener, each having made one keep-alive request,
  * then prints `READY {"open":..,"ok":..}` and waits to be killed. Used to read a proxy's RSS under load.
+ * Connections still unanswered after 20 s (e.g. beyond a proxy's maxconn, waiting in the accept
+ * queue) are reported as open but not ok.
  * Usage: node lib/conns.ts PORT COUNT
  */
 import { connect, type Socket } from 'node:net';
@@ -36,9 +38,13 @@ function openOne(): Promise<void> {
   });
 }
 
-for (let i = 0; i < count; i += BATCH) {
-  await Promise.all(Array.from({ length: Math.min(BATCH, count - i) }, openOne));
-}
+const DEADLINE_MS = 20_000;
+const opened = (async () => {
+  for (let i = 0; i < count; i += BATCH) {
+    await Promise.all(Array.from({ length: Math.min(BATCH, count - i) }, openOne));
+  }
+})();
+await Promise.race([opened, new Promise((resolve) => setTimeout(resolve, DEADLINE_MS).unref())]);
 const open = sockets.filter((s) => !s.destroyed && s.readyState === 'open').length;
 process.stdout.write(`READY ${JSON.stringify({ open, ok, failed })}\n`);
 setInterval(() => {}, 60_000);
