@@ -98,7 +98,7 @@ export const configSchema = z
       .strictObject({
         file: z
           .strictObject({
-            path: z.string().min(1).describe('YAML/JSON catalog: services -> endpoints; watched and applied on change'),
+            path: z.string().min(1).describe('YAML/JSON catalog: services -> endpoints; watched and applied on change. A relative path is resolved from the config file directory'),
           })
           .optional()
           .describe('File catalog provider'),
