@@ -76,8 +76,9 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
   /** Whether another attempt may start; takes a concurrent-retry slot and budget when it may. */
   function mayRetry(x: ProxyExchange, attempt: number, resendable: boolean, deadline: number, reason: string): boolean {
     if (attempt >= conf.maxAttempts || !resendable || performance.now() >= deadline) return false;
+    // Like Envoy's retry_overflow, a retry skipped for the concurrent-retry cap counts with the budget's.
     if (limits && !limits.tryAcquireRetry()) {
-      events.emit('breakerRejected', { upstream, reason: 'overflow' });
+      events.emit('retryBudgetExhausted', { upstream });
       return false;
     }
     if (!budget.tryWithdraw()) {
