@@ -1,0 +1,274 @@
+/**
+ * Hot reload of the main config file on real sockets: edits are saved atomically (write + rename, as
+ * editors and ConfigMap updates do) and picked up by the directory watch; connections and requests
+ * under way survive a reload that changes their upstream; bad or restart-only edits are refused with
+ * the old config still serving.
+ */
+import { once } from 'node:events';
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../examples/demo.ts';
+import { loadConfigFile } from '../../sidecar/config/load.ts';
+import { installConfigReload, type ConfigReloader } from '../../sidecar/config/reloader.ts';
+import { Sidecar } from '../../sidecar/sidecar.ts';
+import { silentLogger } from '../../sidecar/telemetry/logger.ts';
+import { startBackend, type TestBackend } from '../helpers/backend.ts';
+import { startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
+import { adminUrl, eventually, upstreamUrl } from '../helpers/sidecar.ts';
+
+type Raw = Record<string, any>;
+
+/** Saves `raw` as JSON the way editors do: a temp file renamed over the config. */
+async function save(file: string, raw: Raw | string): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, typeof raw === 'string' ? raw : JSON.stringify(raw, null, 2));
+  await rename(tmp, file);
+}
+
+interface Reply {
+  status: number;
+  body: string;
+  localPort: number;
+}
+
+/** GET through `agent` (keep-alive when the agent is), with the client socket's local port. */
+function get(url: string, agent?: Agent): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { agent }, (res) => {
+      const localPort = res.socket.localPort!;
+      let body = '';
+      res.setEncoding('utf8').on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, body, localPort }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Resolves with whether a TCP connect to the port is accepted. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+describe('hot reload of the config file', () => {
+  let dir: string;
+  let file: string;
+  let a: TestBackend;
+  let b: TestBackend;
+  let sidecar: Sidecar;
+  let reloader: ConfigReloader;
+  let raw: Raw;
+  const events: Array<{ source: string; ok: boolean; error?: string }> = [];
+  /** Gates held by the backend's /held and /stream handlers, released by the test. */
+  const gates: Array<() => void> = [];
+
+  /** Saves the config and waits for the reload it triggers (through the directory watch). */
+  async function edit(change: (raw: Raw) => void): Promise<{ ok: boolean; error?: string }> {
+    const next = structuredClone(raw);
+    change(next);
+    const seen = events.length;
+    await save(file, next);
+    await eventually('a configReload event', () => events.length > seen);
+    const event = events[events.length - 1]!;
+    if (event.ok) raw = next;
+    return event;
+  }
+
+  beforeEach(async () => {
+    a = await startBackend('a', (req: IncomingMessage, res: ServerResponse) => {
+      req.resume();
+      if (req.url === '/held') {
+        // Response head withheld until the test releases it.
+        gates.push(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('held done'));
+      } else if (req.url === '/stream') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first;');
+        gates.push(() => res.end('last'));
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ backend: 'a', url: req.url }));
+      }
+    });
+    b = await startBackend('b');
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-reload-'));
+    file = join(dir, 'meshlet.json');
+    raw = {
+      service: { name: 'web', port: a.port },
+      inbound: { address: '127.0.0.1', port: 0 },
+      admin: { address: '127.0.0.1', port: 0 },
+      shutdown: { drainTimeout: '2s' },
+      logging: { level: 'silent', accessLog: false },
+      upstreams: [{ name: 'api', port: 0, endpoints: [{ address: '127.0.0.1', port: a.port }], retries: { enabled: false } }],
+    };
+    await save(file, raw);
+    sidecar = new Sidecar(await loadConfigFile(file), { log: silentLogger() });
+    sidecar.events.on('configReload', (e) => events.push(e));
+    reloader = installConfigReload(sidecar, file, 20);
+    await sidecar.start();
+  });
+
+  afterEach(async () => {
+    for (const release of gates.splice(0)) release();
+    events.length = 0;
+    await sidecar.stop();
+    await Promise.all([a.close(), b.close()]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps a keep-alive connection, a held request and a slow stream through a reload of their upstream', async () => {
+    const api = upstreamUrl(sidecar, 'api');
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
+    const first = await get(`${api}/one`, keepAlive);
+    expect(first.status).toBe(200);
+
+    // A request whose response head is still to come, and a response streaming its body.
+    const held = get(`${api}/held`);
+    const streaming = new Promise<IncomingMessage>((resolve, reject) => httpRequest(`${api}/stream`, resolve).on('error', reject).end());
+    const stream = await streaming;
+    stream.setEncoding('utf8');
+    let streamed = '';
+    stream.on('data', (c: string) => (streamed += c));
+    await eventually('first chunk of the stream', () => streamed === 'first;');
+    await eventually('the held request reached the backend', () => gates.length === 2);
+
+    const result = await edit((next) => {
+      next.upstreams[0].balancer = 'least_request';
+      next.upstreams[0].timeouts = { request: '300ms' };
+    });
+    expect(result).toEqual({ source: 'config:watch', ok: true });
+    expect(sidecar.config.upstreams[0]!.timeouts.request).toBe(300);
+
+    // The new handler serves new requests with the new timeout...
+    const timedOut = await get(`${api}/held`);
+    expect(timedOut.status).toBe(504);
+    // ...on the same keep-alive client connection, which is still open.
+    const again = await get(`${api}/two`, keepAlive);
+    expect(again).toMatchObject({ status: 200, localPort: first.localPort });
+
+    // The old handler finishes what it started, with its own (15 s) timeout.
+    for (const release of gates.splice(0)) release();
+    await once(stream, 'end');
+    expect(streamed).toBe('first;last');
+    expect(await held).toMatchObject({ status: 200, body: 'held done' });
+    keepAlive.destroy();
+  });
+
+  it('starts an upstream added to the file, stops one removed, and shows the effective config', async () => {
+    expect(
+      await edit((next) => {
+        next.upstreams.push({ name: 'extra', port: 0, endpoints: [{ address: '127.0.0.1', port: b.port }] });
+      }),
+    ).toMatchObject({ ok: true });
+    const port = sidecar.ports.upstreams.extra!;
+    expect(port).toBeGreaterThan(0);
+    expect(JSON.parse((await get(`${upstreamUrl(sidecar, 'extra')}/x`)).body)).toMatchObject({ backend: 'b' });
+    const config = JSON.parse((await get(`${adminUrl(sidecar)}/config`)).body) as { upstreams: Array<{ name: string }> };
+    expect(config.upstreams.map((u) => u.name)).toEqual(['api', 'extra']);
+
+    expect(await edit((next) => next.upstreams.pop())).toMatchObject({ ok: true });
+    expect(sidecar.ports.upstreams.extra).toBeUndefined();
+    expect(await accepts(port)).toBe(false);
+    expect((await get(`${upstreamUrl(sidecar, 'api')}/y`)).status).toBe(200);
+  });
+
+  it('moves an upstream to a new port: the old one stops accepting, the new one serves', async () => {
+    const before = sidecar.ports.upstreams.api!;
+    const free = await freePort();
+    expect(await edit((next) => (next.upstreams[0].port = free))).toMatchObject({ ok: true });
+    expect(sidecar.ports.upstreams.api).toBe(free);
+    expect((await get(`http://127.0.0.1:${free}/z`)).status).toBe(200);
+    expect(await accepts(before)).toBe(false);
+  });
+
+  it('refuses a bad edit with the field and file named, and keeps serving the old config', async () => {
+    const result = await edit((next) => (next.upstreams[0].timeouts = { request: 'soon' }));
+    expect(result.ok).toBe(false);
+    expect(result.error).toContain('upstreams[0].timeouts.request');
+    expect(result.error).toContain('meshlet.json');
+    expect((await get(`${upstreamUrl(sidecar, 'api')}/still`)).status).toBe(200);
+    expect(sidecar.config.upstreams[0]!.timeouts.request).toBe(15_000);
+  });
+
+  it('refuses a change that needs a restart, naming the field', async () => {
+    const result = await edit((next) => {
+      next.service.name = 'renamed';
+      next.upstreams[0].timeouts = { request: '1s' };
+    });
+    expect(result).toMatchObject({ ok: false, error: 'service.name cannot change without a restart (meshlet.json)' });
+    // Nothing of the refused file applies, not even the reloadable part.
+    expect(sidecar.config.service.name).toBe('web');
+    expect(sidecar.config.upstreams[0]!.timeouts.request).toBe(15_000);
+  });
+
+  it('answers POST /reload with 400 and the problems on a bad file, 200 and the changes on a good one', async () => {
+    reloader.stop(); // only the admin call reloads here
+    await save(file, '{ "service": ');
+    const bad = await fetch(`${adminUrl(sidecar)}/reload`, { method: 'POST' });
+    expect(bad.status).toBe(400);
+    const badBody = (await bad.json()) as { ok: boolean; problems: string[] };
+    expect(badBody.ok).toBe(false);
+    expect(badBody.problems[0]).toMatch(/meshlet\.json: not valid JSON/);
+    expect(events.at(-1)).toMatchObject({ source: 'config:admin', ok: false });
+
+    raw.upstreams[0].balancer = 'random';
+    await save(file, raw);
+    const good = await fetch(`${adminUrl(sidecar)}/reload`, { method: 'POST' });
+    expect(good.status).toBe(200);
+    expect(await good.json()).toMatchObject({ ok: true, changed: ['upstreams[0].balancer'] });
+    expect(sidecar.config.upstreams[0]!.balancer).toBe('random');
+  });
+});
+
+describe('SIGHUP on the meshlet CLI', () => {
+  let dir: string;
+  let proc: (CliProcess & { ports: { admin: number; upstreams: Readonly<Record<string, number>> } }) | undefined;
+  let backend: TestBackend;
+
+  afterEach(async () => {
+    if (proc) await stopCli(proc);
+    proc = undefined;
+    await backend.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('reloads the config file', async () => {
+    backend = await startBackend('b');
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-sighup-'));
+    // The CLI reads conf/meshlet.json, a symlink into real/: saving real/meshlet.json is invisible to the
+    // watch of conf/, so only the signal can make the sidecar see it.
+    const real = join(dir, 'real');
+    const conf = join(dir, 'conf');
+    await Promise.all([mkdir(real), mkdir(conf)]);
+    const raw: Raw = {
+      service: { name: 'web', port: backend.port },
+      inbound: { address: '127.0.0.1', port: 0 },
+      admin: { address: '127.0.0.1', port: 0 },
+      logging: { level: 'info', accessLog: false },
+      upstreams: [{ name: 'api', port: 0, endpoints: [{ address: '127.0.0.1', port: backend.port }] }],
+    };
+    await writeFile(join(real, 'meshlet.json'), JSON.stringify(raw));
+    await symlink(join(real, 'meshlet.json'), join(conf, 'meshlet.json'));
+    proc = await startCliSidecar(join(conf, 'meshlet.json'));
+    const admin = `http://127.0.0.1:${proc.ports.admin}`;
+
+    raw.upstreams.push({ name: 'extra', port: 0, endpoints: [{ address: '127.0.0.1', port: backend.port }] });
+    await save(join(real, 'meshlet.json'), raw);
+    proc.child.kill('SIGHUP');
+    await eventually('the reload log line', () => proc!.stdout().includes('"trigger":"sighup"') && proc!.stdout().includes('"config reloaded"'));
+    const config = (await (await fetch(`${admin}/config`)).json()) as { upstreams: Array<{ name: string }> };
+    expect(config.upstreams.map((u) => u.name)).toEqual(['api', 'extra']);
+    expect(proc.child.exitCode).toBeNull();
+  });
+});
