@@ -23,7 +23,7 @@ function problems(input: unknown, source = 'meshlet.yaml'): string[] {
 describe('config validation: a good config', () => {
   it('fills every default and freezes the result', () => {
     const config = validateConfig({ service: SERVICE, upstreams: [{ name: 'greeter', port: 9001, endpoints: [{ address: '10.0.0.5', port: 15001 }] }] }, 'meshlet.yaml');
-    expect(config.admin).toEqual({ address: '127.0.0.1', port: DEFAULT_ADMIN_PORT });
+    expect(config.admin).toMatchObject({ address: '127.0.0.1', port: DEFAULT_ADMIN_PORT });
     expect(config.inbound).toMatchObject({ address: '0.0.0.0', port: DEFAULT_INBOUND_PORT, protocol: 'http' });
     const upstream = config.upstreams[0]!;
     expect(upstream).toMatchObject({ address: '127.0.0.1', protocol: 'http', balancer: 'round_robin' });
