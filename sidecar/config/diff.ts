@@ -26,7 +26,7 @@ export interface ConfigDiff {
   readonly upstreams: UpstreamChanges;
   /** Some upstream's static `endpoints` changed: re-emit the static catalog. */
   readonly staticEndpoints: boolean;
-  /** Inbound timeouts changed: new inbound handler and local-app pool settings. */
+  /** Inbound timeouts or rate limit changed: new inbound handler and local-app pool settings. */
   readonly inbound: boolean;
   /** service.address or service.port changed: the local app moved. */
   readonly localApp: boolean;
@@ -47,7 +47,6 @@ export const RESTART_ONLY_FIELDS: readonly string[] = [
   'inbound.address',
   'inbound.port',
   'inbound.protocol',
-  'inbound.rateLimit',
   'inbound.connectionLimit',
   'admin',
   'discovery',
@@ -139,7 +138,10 @@ export function diffConfig(current: Readonly<MeshletConfig>, next: Readonly<Mesh
     });
   }
 
-  const inboundPaths = changedPaths(current.inbound.timeouts, next.inbound.timeouts, 'inbound.timeouts');
+  const inboundPaths = [
+    ...changedPaths(current.inbound.timeouts, next.inbound.timeouts, 'inbound.timeouts'),
+    ...changedPaths(current.inbound.rateLimit, next.inbound.rateLimit, 'inbound.rateLimit'),
+  ];
   const localPaths = [...changedPaths(current.service.address, next.service.address, 'service.address'), ...changedPaths(current.service.port, next.service.port, 'service.port')];
   const otherPaths = [...changedPaths(current.logging.level, next.logging.level, 'logging.level'), ...changedPaths(current.shutdown, next.shutdown, 'shutdown')];
   changedFields.unshift(...localPaths, ...inboundPaths, ...otherPaths);

@@ -72,7 +72,7 @@ describe('diffConfig', () => {
 
   it('applies inbound timeouts, the local app address, the log level and the drain timeout at runtime', () => {
     const next = config((raw) => {
-      raw.inbound = { timeouts: { request: '3s' } };
+      raw.inbound = { timeouts: { request: '3s' }, rateLimit: { requestsPerSecond: 10 } };
       raw.service.port = 8081;
       raw.logging = { level: 'debug' };
       raw.shutdown = { drainTimeout: '1s' };
@@ -80,7 +80,7 @@ describe('diffConfig', () => {
     const diff = diffConfig(config(), next);
     expect(diff.refused).toEqual([]);
     expect(diff).toMatchObject({ inbound: true, localApp: true, logLevel: true });
-    expect(diff.changedFields).toEqual(['service.port', 'inbound.timeouts.request', 'logging.level', 'shutdown.drainTimeout']);
+    expect(diff.changedFields).toEqual(['service.port', 'inbound.timeouts.request', 'inbound.rateLimit', 'logging.level', 'shutdown.drainTimeout']);
   });
 
   it('refuses an upstream whose service Consul does not watch yet', () => {
