@@ -23,6 +23,7 @@ const DASHBOARD_FILES: Record<string, { file: string; type: string }> = {
   '/dashboard': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/dashboard/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/dashboard/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
+  '/dashboard/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 };
 const DASHBOARD_DIR = new URL('./dashboard/', import.meta.url);
 

@@ -175,7 +175,7 @@ function renderUpstreams(data) {
   }
   const tbody = $('upstreams').tBodies[0];
   tbody.replaceChildren(...(rows.length ? rows : [el('tr', null, el('td', { className: 'empty' }, 'no upstreams configured'))]));
-  const providers = Object.entries(data.providers ?? {}).map(([name, p]) => `${name}: ${typeof p === 'object' && p ? (p.state ?? JSON.stringify(p)) : p}`);
+  const providers = (Array.isArray(data.providers) ? data.providers : []).map((p) => `${p.provider}: ${p.state}${p.lastError ? ` (${p.lastError})` : ''}`);
   $('providers').textContent = providers.length ? `discovery — ${providers.join(' · ')}` : '';
 }
 
@@ -328,8 +328,6 @@ function renderWaterfall(trace) {
     bar.style.left = `${left}%`;
     bar.style.width = `${Math.max(width, 0.2)}%`;
     bar.style.background = serviceColor(s.service);
-    const time = el('span', { className: 'wf-time' }, fmtMs(s.durationMs));
-    time.style.left = `${Math.min(left + width, 88)}%`;
     const label = el(
       'div',
       { className: 'wf-label', title: `${s.service} ${s.name}${s.parentMissing ? ' (parent not received)' : ''}` },
@@ -338,11 +336,11 @@ function renderWaterfall(trace) {
       el('span', { className: 'muted' }, s.kind),
     );
     label.style.paddingLeft = `${Math.min(s.depth, 20) * 14}px`;
-    const row = el('div', { className: `wf-row${s.spanId === selectedSpan ? ' selected' : ''}`, dataset: { spanId: s.spanId }, onclick: () => showSpan(s) }, label, el('div', { className: 'wf-track' }, bar, time));
+    const row = el('div', { className: `wf-row${s.spanId === selectedSpan ? ' selected' : ''}`, dataset: { spanId: s.spanId }, onclick: () => showSpan(s) }, label, el('div', { className: 'wf-track' }, bar), el('div', { className: 'wf-time' }, fmtMs(s.durationMs)));
     row.setAttribute('role', 'row');
     return row;
   });
-  $('waterfall').replaceChildren(el('div', { className: 'wf-axis' }, el('div'), ticks), ...rows);
+  $('waterfall').replaceChildren(el('div', { className: 'wf-axis' }, el('div'), ticks, el('div')), ...rows);
   const keep = trace.spans.find((s) => s.spanId === selectedSpan);
   if (keep) showSpan(keep);
   else $('span-detail').replaceChildren();
@@ -382,6 +380,8 @@ async function start() {
   for (const id of ['live-upstream', 'live-status-filter']) $(id).addEventListener('change', connectTap);
   connectTap();
   void loadCert();
+  // Certificates renew: show the current one.
+  setInterval(() => void loadCert(), 60_000);
   const tick = async () => {
     await Promise.all([refreshState(), refreshTraces()]);
     setTimeout(tick, POLL_MS);
