@@ -14,6 +14,14 @@ import { rawExchange } from '../helpers/raw.ts';
 import { eventually, startSidecar, upstreamUrl } from '../helpers/sidecar.ts';
 import { openTap } from '../helpers/tap.ts';
 
+/** The few browser globals the page functions below use (they run in Chromium, not in Node). */
+interface PageNode {
+  readonly textContent: string | null;
+  getBoundingClientRect(): { width: number };
+}
+declare const document: { querySelector(selector: string): PageNode | null; querySelectorAll(selector: string): { length: number } };
+declare const window: { __xss?: number };
+
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run', '--disable-sync'];
 export const SCREENSHOT = '/tmp/meshlet-dashboard.png';
@@ -92,7 +100,7 @@ describe('dashboard in headless Chromium', () => {
     // The trace of the newest request, from both sidecars, drawn as a waterfall.
     await page.waitForFunction(() => document.querySelectorAll('#waterfall .wf-row').length >= 3, null, { timeout: 20_000 });
     const rows = await page.$$eval('#waterfall .wf-row', (els) =>
-      els.map((e) => ({ label: e.querySelector('.wf-label')?.textContent ?? '', width: (e.querySelector('.wf-bar') as HTMLElement).getBoundingClientRect().width })),
+      els.map((e) => ({ label: e.querySelector('.wf-label')?.textContent ?? '', width: (e.querySelector('.wf-bar') as unknown as PageNode).getBoundingClientRect().width })),
     );
     expect(rows.map((r) => r.label.split(' ')[0]?.replace(/GET.*/, ''))).toEqual(expect.arrayContaining(['frontend', 'greeter']));
     expect(rows.slice(0, 3).map((r) => r.label)).toEqual([expect.stringMatching(/^frontendGET greeter server/), expect.stringMatching(/^frontendGET greeter client/), expect.stringMatching(/^greeterGET inbound server/)]);
@@ -134,7 +142,7 @@ describe('dashboard in headless Chromium', () => {
 
     const injected = await page.evaluate(() => ({
       images: document.querySelectorAll('main img, main b').length,
-      xss: (window as unknown as { __xss?: number }).__xss,
+      xss: window.__xss,
     }));
     expect(injected).toEqual({ images: 0, xss: undefined });
     expect(await page.textContent('#trace-list')).toContain('<b>evil</b>');
