@@ -102,6 +102,10 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
     });
     process.once('SIGTERM', () => stopAll(0, 'SIGTERM'));
     process.once('SIGINT', () => stopAll(0, 'SIGINT'));
+    // Each worker reloads its --config file itself; SIGHUP to the primary reaches them all (and never kills it).
+    process.on('SIGHUP', () => {
+      for (const worker of live) worker.process.kill('SIGHUP');
+    });
     log.info({ workers: count }, 'starting workers');
     for (let i = 0; i < count; i++) fork();
   });
