@@ -73,6 +73,8 @@ describe('hot reload of the config file', () => {
   const events: Array<{ source: string; ok: boolean; error?: string }> = [];
   /** Gates held by the backend's /held and /stream handlers, released by the test. */
   const gates: Array<() => void> = [];
+  /** Requests the backend saw, by path (health probes included). */
+  const seen: Record<string, number> = {};
 
   /** Saves the config and waits for the reload it triggers (through the directory watch). */
   async function edit(change: (raw: Raw) => void): Promise<{ ok: boolean; error?: string }> {
@@ -89,7 +91,10 @@ describe('hot reload of the config file', () => {
   beforeEach(async () => {
     a = await startBackend('a', (req: IncomingMessage, res: ServerResponse) => {
       req.resume();
-      if (req.url === '/held') {
+      seen[req.url!] = (seen[req.url!] ?? 0) + 1;
+      if (req.url === '/bad') {
+        res.writeHead(503).end();
+      } else if (req.url === '/held') {
         // Response head withheld until the test releases it.
         gates.push(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('held done'));
       } else if (req.url === '/stream') {
@@ -122,6 +127,7 @@ describe('hot reload of the config file', () => {
   afterEach(async () => {
     for (const release of gates.splice(0)) release();
     events.length = 0;
+    for (const key of Object.keys(seen)) delete seen[key];
     await sidecar.stop();
     await Promise.all([a.close(), b.close()]);
     await rm(dir, { recursive: true, force: true });
@@ -163,6 +169,20 @@ describe('hot reload of the config file', () => {
     expect(streamed).toBe('first;last');
     expect(await held).toMatchObject({ status: 200, body: 'held done' });
     keepAlive.destroy();
+  });
+
+  it('restarts the health checks of a changed upstream with its new settings, the old checker stopped', async () => {
+    const endpoint = () => sidecar.clusters.get('api')!.endpoints[0]!;
+    const check = { interval: '30ms', unhealthyThreshold: 1, healthyThreshold: 1 };
+    expect(await edit((next) => (next.upstreams[0].healthCheck = { ...check, path: '/bad' }))).toMatchObject({ ok: true });
+    await eventually('the endpoint marked unhealthy by /bad', () => !endpoint().healthy);
+
+    expect(await edit((next) => (next.upstreams[0].healthCheck = { ...check, path: '/good' }))).toMatchObject({ ok: true });
+    await eventually('the endpoint healthy again by /good', () => endpoint().healthy);
+    const bad = seen['/bad'];
+    const good = seen['/good']!;
+    await eventually('three more /good probes', () => seen['/good']! >= good + 3);
+    expect(seen['/bad']).toBe(bad);
   });
 
   it('starts an upstream added to the file, stops one removed, and shows the effective config', async () => {
