@@ -52,6 +52,10 @@ export async function runDemo(args: string[]): Promise<number> {
   const caDir = join(dir, 'ca');
   await initCa({ dir: caDir, trustDomain: 'demo.meshlet.local' });
   const security = { mtls: true, ca: { dir: caDir } };
+  // Tracing on: every sidecar exports to the frontend sidecar's admin API, which assembles whole traces
+  // for its dashboard (no Jaeger to run).
+  const frontendAdmin = await freePort();
+  const telemetry = { tracing: { endpoint: `http://127.0.0.1:${frontendAdmin}/v1/traces`, batchDelay: '200ms' } };
 
   const instances = [];
   for (const instance of ['greeter-1', 'greeter-2']) {
@@ -65,6 +69,7 @@ export async function runDemo(args: string[]): Promise<number> {
       admin: { port: admin },
       logging: { level: 'warn', accessLog: false },
       security,
+      telemetry,
     };
     const path = join(dir, `${instance}.json`);
     await writeFile(path, JSON.stringify(config, null, 2));
@@ -73,7 +78,6 @@ export async function runDemo(args: string[]): Promise<number> {
   }
   await writeFile(catalogPath, `services:\n  greeter:\n${instances.map((i) => `    - { address: 127.0.0.1, port: ${i.inbound} }`).join('\n')}\n`);
 
-  const frontendAdmin = await freePort();
   const upstreamPort = await freePort();
   const frontendConfig = {
     service: { name: 'frontend', port: await freePort() },
@@ -83,6 +87,7 @@ export async function runDemo(args: string[]): Promise<number> {
     discovery: { file: { path: catalogPath } },
     logging: { level: 'warn', accessLog: false },
     security,
+    telemetry,
   };
   const frontendPath = join(dir, 'frontend.json');
   await writeFile(frontendPath, JSON.stringify(frontendConfig, null, 2));
@@ -112,6 +117,8 @@ export async function runDemo(args: string[]): Promise<number> {
       `  greeter-1, greeter-2   each behind a sidecar (inbound ${instances.map((i) => i.inbound).join(', ')})\n` +
       `  frontend sidecar       upstream "greeter" on 127.0.0.1:${upstreamPort}, discovered from ${catalogPath}\n` +
       `  admin API              http://127.0.0.1:${frontendAdmin}/endpoints\n` +
+      `  dashboard              http://127.0.0.1:${frontendAdmin}/dashboard   (live requests, traces from every sidecar)\n` +
+      `  tap                    meshlet tap --admin http://127.0.0.1:${frontendAdmin}\n` +
       `  mTLS                   on between sidecars: SPIFFE IDs from a local CA in ${caDir} (see /certs)\n` +
       `Calling http://127.0.0.1:${upstreamPort}/hello through the mesh (Ctrl-C to stop):\n`,
   );

@@ -152,5 +152,6 @@ describe('meshlet demo', () => {
     expect(out).toContain('answered by greeter-1');
     expect(out).toContain('answered by greeter-2');
     expect(out).not.toContain('failed');
+    expect(out).toMatch(/dashboard\s+http:\/\/127\.0\.0\.1:\d+\/dashboard/);
   });
 });
