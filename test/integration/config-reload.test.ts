@@ -7,7 +7,7 @@
 import { once } from 'node:events';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -183,6 +183,47 @@ describe('hot reload of the config file', () => {
     const good = seen['/good']!;
     await eventually('three more /good probes', () => seen['/good']! >= good + 3);
     expect(seen['/bad']).toBe(bad);
+  });
+
+  it('swaps the inbound handler: new inbound requests get the new timeout, one under way keeps its own', async () => {
+    const inbound = `http://127.0.0.1:${sidecar.ports.inbound}`;
+    const held = get(`${inbound}/held`);
+    await eventually('the held request reached the app', () => gates.length === 1);
+    expect(await edit((next) => (next.inbound.timeouts = { request: '300ms' }))).toMatchObject({ ok: true });
+    expect((await get(`${inbound}/held`)).status).toBe(504);
+    gates.shift()!();
+    expect(await held).toMatchObject({ status: 200, body: 'held done' });
+  });
+
+  it('keeps a TCP pipe open through a reload of its upstream', async () => {
+    const echo = createNetServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+    const echoPort = (echo.address() as { port: number }).port;
+    try {
+      expect(await edit((next) => next.upstreams.push({ name: 'pipe', port: 0, protocol: 'tcp', endpoints: [{ address: '127.0.0.1', port: echoPort }] }))).toMatchObject({ ok: true });
+      const socket = connect(sidecar.ports.upstreams.pipe!, '127.0.0.1');
+      socket.setEncoding('utf8');
+      let received = '';
+      socket.on('data', (c: string) => (received += c));
+      socket.write('one;');
+      await eventually('the first echo', () => received === 'one;');
+      expect(await edit((next) => (next.upstreams[1].timeouts = { idle: '30s', connect: '500ms' }))).toMatchObject({ ok: true });
+      socket.write('two;');
+      await eventually('the second echo on the same pipe', () => received === 'one;two;');
+      expect(socket.destroyed).toBe(false);
+      socket.destroy();
+    } finally {
+      echo.close();
+    }
+  });
+
+  it('rebinds the same port when the connection limit changes', async () => {
+    const port = await freePort();
+    expect(await edit((next) => (next.upstreams[0].port = port))).toMatchObject({ ok: true });
+    expect(await edit((next) => (next.upstreams[0].connectionLimit = { maxConnections: 10 }))).toMatchObject({ ok: true });
+    expect(sidecar.ports.upstreams.api).toBe(port);
+    expect((await get(`http://127.0.0.1:${port}/after`)).status).toBe(200);
+    expect(sidecar.listeners().filter((l) => l.name === 'outbound:api')).toHaveLength(1);
   });
 
   it('starts an upstream added to the file, stops one removed, and shows the effective config', async () => {
