@@ -12,7 +12,7 @@ import { basename, dirname, resolve } from 'node:path';
 import { isLoopback, sendJson } from '../admin/server.ts';
 import { securityNameIssues } from '../security/install.ts';
 import type { Sidecar } from '../sidecar.ts';
-import { diffConfig } from './diff.ts';
+import { diffConfig, type ConfigDiff } from './diff.ts';
 import { loadConfigFile } from './load.ts';
 import type { MeshletConfig } from './schema.ts';
 
@@ -95,13 +95,14 @@ export class ConfigReloader {
       return this.#refuse(trigger, (err as { problems?: string[] }).problems ?? [(err as Error).message]);
     }
     const source = basename(this.file);
-    const diff = diffConfig(sidecar.config, next);
+    const diff = withUnboundUpstreams(diffConfig(sidecar.config, next), next, sidecar);
     const refused = [...diff.refused, ...securityNameIssues(next)].map((p) => `${p} (${source})`);
     if (refused.length > 0) return this.#refuse(trigger, refused);
     if (diff.changedFields.length === 0) {
       sidecar.log.info({ file: this.file, trigger }, 'config reloaded: nothing changed');
       return this.#report(trigger, { ok: true, changed: [], problems: [] });
     }
+    if (sidecar.state !== 'serving') return this.#refuse(trigger, [`the sidecar is ${sidecar.state}, not serving; nothing was reloaded`]);
     let problems: string[];
     try {
       problems = await sidecar.applyConfig(next, diff);
@@ -125,6 +126,21 @@ export class ConfigReloader {
     this.#sidecar.events.emit('configReload', { source: `config:${trigger}`, ok: result.ok, ...(result.ok ? {} : { error: result.problems.join('; ') }) });
     return result;
   }
+}
+
+/**
+ * An upstream left without a listener (a port freed by an earlier reload was taken before it could be
+ * bound) is bound again by the next reload, even when its config did not change.
+ */
+function withUnboundUpstreams(diff: ConfigDiff, next: Readonly<MeshletConfig>, sidecar: Sidecar): ConfigDiff {
+  const { added, removed, changed, rebound } = diff.upstreams;
+  const unbound = next.upstreams.filter((u) => sidecar.ports.upstreams[u.name] === undefined && !added.includes(u.name) && !rebound.includes(u.name)).map((u) => u.name);
+  if (unbound.length === 0) return diff;
+  return {
+    ...diff,
+    upstreams: { added, removed, changed: changed.filter((name) => !unbound.includes(name)), rebound: [...rebound, ...unbound] },
+    changedFields: [...diff.changedFields, ...unbound.map((name) => `upstreams.${name} (listener not bound: binding again)`)],
+  };
 }
 
 /**

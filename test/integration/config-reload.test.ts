@@ -195,6 +195,13 @@ describe('hot reload of the config file', () => {
     expect(await held).toMatchObject({ status: 200, body: 'held done' });
   });
 
+  it('applies an inbound rate limit added by a reload', async () => {
+    const inbound = `http://127.0.0.1:${sidecar.ports.inbound}`;
+    expect(await edit((next) => (next.inbound.rateLimit = { requestsPerSecond: 0.001, burst: 1 }))).toMatchObject({ ok: true });
+    expect((await get(`${inbound}/first`)).status).toBe(200);
+    expect((await get(`${inbound}/second`)).status).toBe(429);
+  });
+
   it('keeps a TCP pipe open through a reload of its upstream', async () => {
     const echo = createNetServer((socket) => socket.pipe(socket));
     await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
@@ -224,6 +231,29 @@ describe('hot reload of the config file', () => {
     expect(sidecar.ports.upstreams.api).toBe(port);
     expect((await get(`http://127.0.0.1:${port}/after`)).status).toBe(200);
     expect(sidecar.listeners().filter((l) => l.name === 'outbound:api')).toHaveLength(1);
+  });
+
+  it('reports a freed port taken before it could be bound, and binds it on the next reload', async () => {
+    // The blocker holds 127.0.0.2:port; api may take 127.0.0.1:port, but a wildcard bind of that port fails.
+    const port = await freePort();
+    const blocker = createNetServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.2', resolve));
+    try {
+      expect(await edit((next) => (next.upstreams[0].port = port))).toMatchObject({ ok: true });
+      const result = await edit((next) => {
+        next.upstreams[0].name = 'moved';
+        next.upstreams[0].address = '0.0.0.0';
+      });
+      expect(result.ok).toBe(false);
+      expect(result.error).toMatch(/^upstreams\[0\]\.port: cannot listen on 0\.0\.0\.0:\d+ .*EADDRINUSE/);
+      expect(sidecar.ports.upstreams.moved).toBeUndefined();
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+    const retried = await fetch(`${adminUrl(sidecar)}/reload`, { method: 'POST' });
+    expect(await retried.json()).toMatchObject({ ok: true, changed: ['upstreams.moved (listener not bound: binding again)'] });
+    expect(sidecar.ports.upstreams.moved).toBe(port);
+    expect((await get(`http://127.0.0.1:${port}/back`)).status).toBe(200);
   });
 
   it('starts an upstream added to the file, stops one removed, and shows the effective config', async () => {
