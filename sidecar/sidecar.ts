@@ -2,9 +2,13 @@
  * The sidecar process, assembled from a validated config: discovery feeds clusters, listeners proxy
  * through them, the admin API shows it all. `start` binds everything; `stop` drains gracefully.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { createPicker } from './balancer/index.ts';
 import { Cluster } from './cluster/cluster.ts';
 import type { MeshletConfig, UpstreamConfig } from './config/schema.ts';
+import { applyConfig, clusterOptions, type ReloadHost } from './config/apply.ts';
+import type { ConfigDiff } from './config/diff.ts';
 import { ConsulIntegration } from './discovery/consul.ts';
 import { FileProvider } from './discovery/file.ts';
 import { EndpointRegistry } from './discovery/registry.ts';
@@ -24,6 +28,7 @@ import { installTelemetry } from './telemetry/install.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 
 type Listener = HttpListener | TcpListener;
+type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface BoundPorts {
   readonly admin: number;
@@ -46,10 +51,17 @@ export interface UpstreamLayerContext {
   readonly log: Logger;
 }
 
+/** Background work for one upstream (e.g. active health checks), started and stopped with it. */
+export interface UpstreamTask {
+  start(): void;
+  stop(): void;
+}
+
 export type LifecycleState = 'created' | 'starting' | 'serving' | 'draining' | 'stopped';
 
 export class Sidecar {
-  readonly config: Readonly<MeshletConfig>;
+  /** The config in force; a hot reload (config/reloader.ts) replaces it with the next validated snapshot. */
+  config: Readonly<MeshletConfig>;
   readonly log: Logger;
   readonly registry: EndpointRegistry;
   readonly clusters = new Map<string, Cluster>();
@@ -69,7 +81,12 @@ export class Sidecar {
   readonly observers: ExchangeObserver[] = [];
   /** Hooks run first on shutdown, before any listener drains (e.g. deregister from Consul). */
   readonly beforeDrain: Array<() => Promise<void>> = [];
-  /** Hooks run once every listener is bound (e.g. start active health checks). */
+  /**
+   * Factories of per-upstream background tasks (active health checks): started once listeners are bound
+   * and when a reload adds or changes the upstream; stopped when it is removed or changed, and on drain.
+   */
+  readonly upstreamTasks: Array<(ctx: UpstreamLayerContext) => UpstreamTask | undefined> = [];
+  /** Hooks run once every listener is bound. */
   readonly afterStart: Array<() => void> = [];
   /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
   readonly afterStop: Array<() => Promise<void>> = [];
@@ -78,6 +95,9 @@ export class Sidecar {
   readonly #options: SidecarOptions;
   readonly #outbound = new Map<string, Listener>();
   #inbound: Listener | undefined;
+  /** Running tasks and discovery subscriptions by upstream name. */
+  readonly #tasks = new Map<string, UpstreamTask[]>();
+  readonly #unsubscribe = new Map<string, () => void>();
   /** mTLS for the inbound listener (set by start when `security.mtls` is on). */
   #security: InboundSecurity | undefined;
   #state: LifecycleState = 'created';
@@ -107,18 +127,7 @@ export class Sidecar {
     });
     this.localCluster.setEndpoints([makeEndpoint({ address: service.address, port: service.port })]);
     for (const upstream of config.upstreams) {
-      this.clusters.set(
-        upstream.name,
-        new Cluster({
-          name: upstream.name,
-          service: upstream.service ?? upstream.name,
-          picker: createPicker(upstream.balancer, { sticky: upstream.sticky !== undefined }),
-          connectTimeoutMs: upstream.timeouts.connect,
-          poolIdleMs: upstream.timeouts.poolIdle,
-          maxConnectionsPerEndpoint: upstream.maxConnectionsPerEndpoint,
-          log: this.log,
-        }),
-      );
+      this.clusters.set(upstream.name, new Cluster(clusterOptions(upstream, this.log)));
     }
     registerCoreRoutes(this);
     installResilience(this);
@@ -142,7 +151,7 @@ export class Sidecar {
     const { config } = this;
     // First: with mTLS on, no certificate means no start (never a silent plaintext listener).
     this.#security = await installSecurity(this);
-    for (const cluster of this.clusters.values()) this.registry.subscribe(cluster.service, (eps) => cluster.setEndpoints(eps));
+    for (const cluster of this.clusters.values()) this.#follow(cluster);
     // Mark clusters with no discovered endpoints yet as "known empty" only once a provider spoke.
     const providers: DiscoveryProvider[] = [new StaticProvider(config)];
     if (config.discovery.file) {
@@ -165,20 +174,72 @@ export class Sidecar {
     const inbound = await this.#inbound.listen(config.inbound.port, config.inbound.address);
     this.#ports = { admin, inbound, upstreams };
     this.#state = 'serving';
+    for (const upstream of config.upstreams) this.#startTasks(upstream);
     for (const hook of this.afterStart) hook();
     this.consul?.startRegistration(this.#ports);
     this.log.info({ service: config.service.name, ports: this.#ports }, 'sidecar serving');
     return this.#ports;
   }
 
-  #outboundListener(upstream: UpstreamConfig): Listener {
-    const cluster = this.clusters.get(upstream.name)!;
+  #follow(cluster: Cluster): void {
+    this.#unsubscribe.set(cluster.name, this.registry.subscribe(cluster.service, (eps) => cluster.setEndpoints(eps)));
+  }
+
+  #startTasks(upstream: UpstreamConfig): void {
+    const ctx = { upstream, cluster: this.clusters.get(upstream.name)!, events: this.events, log: this.log };
+    const tasks = this.upstreamTasks.flatMap((make) => make(ctx) ?? []);
+    this.#tasks.set(upstream.name, tasks);
+    for (const task of tasks) task.start();
+  }
+
+  #stopTasks(name: string): void {
+    for (const task of this.#tasks.get(name) ?? []) task.stop();
+    this.#tasks.delete(name);
+  }
+
+  /**
+   * Applies a validated config whose differences from the one in force are `diff` (hot reload, see
+   * config/apply.ts): established connections stay on listeners whose upstream still exists. Rejects,
+   * changing nothing, when a new listener cannot bind; resolves with problems met after the switch.
+   */
+  applyConfig(next: Readonly<MeshletConfig>, diff: ConfigDiff): Promise<string[]> {
+    const host: ReloadHost = {
+      sidecar: this,
+      outbound: this.#outbound,
+      inbound: this.#inbound,
+      security: this.#security,
+      setPort: (name, port) => {
+        const upstreams = { ...this.ports.upstreams };
+        if (port === undefined) delete upstreams[name];
+        else upstreams[name] = port;
+        this.#ports = { ...this.ports, upstreams };
+      },
+      newOutboundListener: (upstream, cluster) => this.#outboundListener(upstream, cluster),
+      outboundHandler: (upstream) => this.#outboundHandler(upstream),
+      inboundHandler: () => this.#inboundHandler(),
+      follow: (cluster) => this.#follow(cluster),
+      unfollow: (name) => {
+        this.#unsubscribe.get(name)?.();
+        this.#unsubscribe.delete(name);
+      },
+      startTasks: (upstream) => this.#startTasks(upstream),
+      stopTasks: (name) => this.#stopTasks(name),
+    };
+    return applyConfig(host, next, diff);
+  }
+
+  #outboundListener(upstream: UpstreamConfig, cluster = this.clusters.get(upstream.name)!): Listener {
     const name = `outbound:${upstream.name}`;
-    if (upstream.protocol === 'tcp') {
-      const proxy = createTcpProxy({ cluster, connectTimeoutMs: upstream.timeouts.connect, idleTimeoutMs: upstream.timeouts.idle, log: this.log });
-      return new TcpListener(name, proxy, this.log, undefined, connectionGateOptions(this.events, name, upstream.connectionLimit));
-    }
-    const proxy = createHttpProxy({
+    const connectionLimit = connectionGateOptions(this.events, name, upstream.connectionLimit);
+    if (upstream.protocol === 'tcp') return new TcpListener(name, this.#outboundHandler(upstream, cluster) as (socket: Socket) => void, this.log, undefined, connectionLimit);
+    const proxy = this.#outboundHandler(upstream, cluster) as HttpHandler;
+    return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, proxy);
+  }
+
+  /** The request (or connection) handler of an upstream's listener, built from its config. */
+  #outboundHandler(upstream: UpstreamConfig, cluster = this.clusters.get(upstream.name)!): HttpHandler | ((socket: Socket) => void) {
+    if (upstream.protocol === 'tcp') return createTcpProxy({ cluster, connectTimeoutMs: upstream.timeouts.connect, idleTimeoutMs: upstream.timeouts.idle, log: this.log });
+    return createHttpProxy({
       cluster,
       clientProto: 'http',
       requestTimeoutMs: upstream.timeouts.request,
@@ -187,19 +248,24 @@ export class Sidecar {
       observers: this.observers,
       log: this.log,
     });
-    const connectionLimit = connectionGateOptions(this.events, name, upstream.connectionLimit);
-    return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, proxy);
   }
 
   #inboundListener(): Listener {
     const { inbound } = this.config;
+    const connectionLimit = connectionGateOptions(this.events, 'inbound', inbound.connectionLimit);
+    if (inbound.protocol === 'tcp') return new TcpListener('inbound', this.#inboundHandler() as (socket: Socket) => void, this.log, this.#security?.tls, connectionLimit);
+    const proxy = this.#inboundHandler() as HttpHandler;
+    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, proxy);
+  }
+
+  #inboundHandler(): HttpHandler | ((socket: Socket) => void) {
+    const { inbound } = this.config;
     const cluster = this.localCluster;
     if (inbound.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: inbound.timeouts.connect, idleTimeoutMs: inbound.timeouts.idle, log: this.log });
-      const handler = this.#security ? this.#security.gateTcp(proxy) : proxy;
-      return new TcpListener('inbound', handler, this.log, this.#security?.tls, connectionGateOptions(this.events, 'inbound', inbound.connectionLimit));
+      return this.#security ? this.#security.gateTcp(proxy) : proxy;
     }
-    const proxy = createHttpProxy({
+    return createHttpProxy({
       cluster,
       clientProto: this.#security ? 'https' : 'http',
       requestTimeoutMs: inbound.timeouts.request,
@@ -208,8 +274,6 @@ export class Sidecar {
       observers: this.observers,
       log: this.log,
     });
-    const connectionLimit = connectionGateOptions(this.events, 'inbound', inbound.connectionLimit);
-    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, proxy);
   }
 
   /** Listeners by name, for the admin API and metrics. */
@@ -235,6 +299,7 @@ export class Sidecar {
     const remaining = () => Math.max(0, deadline - Date.now());
     this.log.info({ drainTimeoutMs: this.config.shutdown.drainTimeout }, 'draining');
     for (const hook of this.beforeDrain) await hook().catch((err: unknown) => this.log.warn({ err }, 'shutdown hook failed'));
+    for (const name of [...this.#tasks.keys()]) this.#stopTasks(name);
     await this.#inbound?.close(remaining());
     await Promise.all([...this.#outbound.values()].map((l) => l.close(remaining())));
     await this.registry.stop();
