@@ -11,8 +11,6 @@
  * breakers' counters.
  */
 import { sendJson } from '../admin/server.ts';
-import type { Cluster } from '../cluster/cluster.ts';
-import type { UpstreamConfig } from '../config/schema.ts';
 import { composeLayers, type Forward, type ForwardLayer } from '../protocols/exchange.ts';
 import type { Sidecar, UpstreamLayerContext } from '../sidecar.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
@@ -85,6 +83,7 @@ export function buildOutboundChain(ctx: UpstreamLayerContext, runtime: Resilienc
   const breaker = ctx.upstream.circuitBreaker;
   const limits = breaker.enabled ? new ConcurrencyLimits(breaker) : undefined;
   if (limits) runtime.breakers.set(ctx.upstream.name, limits);
+  else runtime.breakers.delete(ctx.upstream.name);
   const state: UpstreamPolicyState = { ctx, limits, timers: runtime.timers };
   const layers: ForwardLayer[] = [];
   for (const name of OUTBOUND_ORDER) {
@@ -111,23 +110,29 @@ export function installResilience(sidecar: Sidecar): void {
   sidecar.outboundLayers.unshift((ctx) => buildOutboundChain(ctx, runtime));
   const inboundLimit = sidecar.config.inbound.rateLimit;
   if (inboundLimit) sidecar.inboundLayers.unshift((next) => createRateLimit(inboundLimit, next, { scope: 'inbound', events: sidecar.events }));
-  const checkers = sidecar.config.upstreams.flatMap((upstream) => healthChecker(sidecar, upstream, sidecar.clusters.get(upstream.name)));
-  sidecar.afterStart.push(() => {
-    for (const checker of checkers) checker.start();
+  // Started and stopped by the sidecar with each upstream: once listeners are bound, on hot reload, on drain.
+  const checkers = new Map<string, HealthChecker>();
+  sidecar.upstreamTasks.push(({ upstream, cluster }) => {
+    if (!upstream.healthCheck) return undefined;
+    const checker = new HealthChecker(upstream.healthCheck, { upstream: upstream.name, cluster, events: sidecar.events, log: sidecar.log });
+    return {
+      start: () => {
+        checkers.set(upstream.name, checker);
+        checker.start();
+      },
+      stop: () => {
+        if (checkers.get(upstream.name) === checker) checkers.delete(upstream.name);
+        checker.stop();
+      },
+    };
   });
   sidecar.admin.route('GET', '/resilience', (_req, res) => {
     const upstreams: Record<string, unknown> = {};
     for (const [name, limits] of runtime.breakers) upstreams[name] = { circuitBreaker: { onWire: limits.onWire, pending: limits.pending, retriesInFlight: limits.retries } };
-    sendJson(res, 200, { upstreams, healthChecks: checkers.length });
+    sendJson(res, 200, { upstreams, healthChecks: checkers.size });
   });
   sidecar.beforeDrain.push(async () => {
-    for (const checker of checkers) checker.stop();
     for (const timer of timers) clearTimeout(timer);
     timers.clear();
   });
-}
-
-function healthChecker(sidecar: Sidecar, upstream: UpstreamConfig, cluster: Cluster | undefined): HealthChecker[] {
-  if (!upstream.healthCheck || !cluster) return [];
-  return [new HealthChecker(upstream.healthCheck, { upstream: upstream.name, cluster, events: sidecar.events, log: sidecar.log })];
 }
