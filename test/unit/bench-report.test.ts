@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { checkTargets, median, renderMarkdown, summarize, type BenchReport, type RunRecord } from '../../bench/lib/report.ts';
+import type { WrkResult } from '../../bench/lib/wrk.ts';
+
+function result(rps: number, p99Ms = 1, status = 0): WrkResult {
+  return {
+    requests: rps * 5,
+    durationUs: 5e6,
+    bytes: rps * 5 * 100,
+    errors: { connect: 0, read: 0, write: 0, status, timeout: 0 },
+    latencyUs: { p50: 100, p90: 200, p99: p99Ms * 1000, p999: p99Ms * 2000, max: 50_000, mean: 150 },
+    rps,
+    mbps: (rps * 100) / 1e6,
+  };
+}
+
+function report(runs: RunRecord[], mtls = 'on (security.mtls)', idleRss = 70 * 1024 * 1024): BenchReport {
+  const target = (id: string) => ({ id, label: id, port: 1 });
+  return {
+    startedAt: 't0',
+    finishedAt: 't1',
+    quick: false,
+    rounds: 3,
+    machine: { cores: 2, node: 'v24', loadAvgStart: [0.1, 0.1, 0.1], loadAvgEnd: [0.2, 0.2, 0.2], loadAvgPerRound: [[0.1, 0, 0]] },
+    meshletMtls: mtls,
+    meshletWorkers: '1',
+    workloads: [
+      { id: 'keepalive', title: 'keep-alive', metric: 'rps', path: '/', connections: 50, seconds: 5, targets: ['direct', 'haproxy', 'http-proxy', 'meshlet', 'meshlet-2hop', 'haproxy-tls-pair'].map(target) },
+      { id: 'latency', title: 'latency', metric: 'latency', path: '/', connections: 10, seconds: 5, targets: ['direct', 'meshlet'].map(target) },
+    ],
+    runs,
+    memory: { idle: { meshlet: idleRss }, afterLoad: {}, withConnections: {}, connections: 10_000 },
+  };
+}
+
+const rounds = (workload: string, target: string, values: Array<[number, number?]>): RunRecord[] =>
+  values.map(([rps, p99], round) => ({ round, workload, target, result: result(rps, p99) }));
+
+describe('bench report', () => {
+  it('takes the median of odd and even round counts', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
+  });
+
+  it('summarizes each target by its median round and counts errors', () => {
+    const runs = [...rounds('keepalive', 'meshlet', [[100], [300], [200]]), { round: 3, workload: 'keepalive', target: 'meshlet', result: result(250, 1, 7) }];
+    const s = summarize({ runs }, 'keepalive', 'meshlet')!;
+    expect(s.rps).toBe(225);
+    expect(s.errors).toBe(7);
+    expect(summarize({ runs }, 'keepalive', 'haproxy')).toBeUndefined();
+  });
+
+  it('checks the issue targets from medians: reached and missed', () => {
+    const runs = [
+      ...rounds('keepalive', 'haproxy', [[40_000], [50_000], [45_000]]),
+      ...rounds('keepalive', 'http-proxy', [[5000], [5000], [5000]]),
+      ...rounds('keepalive', 'meshlet', [[25_000], [20_000], [24_000]]),
+      ...rounds('keepalive', 'meshlet-2hop', [[3000], [3000], [3000]]),
+      ...rounds('keepalive', 'haproxy-tls-pair', [[15_000], [15_000], [15_000]]),
+      ...rounds('latency', 'direct', [[1000, 1.0], [1000, 1.2], [1000, 1.1]]),
+      ...rounds('latency', 'meshlet', [[1000, 1.5], [1000, 1.9], [1000, 1.7]]),
+    ];
+    const checks = checkTargets(report(runs));
+    expect(checks.map((c) => [c.measured, c.reached])).toEqual([
+      ['53%', true], // 24k of 45k
+      ['4.80x', true],
+      ['20%', false],
+      ['0.60 ms', true],
+      ['70.0 MiB', true],
+    ]);
+    expect(renderMarkdown(report(runs))).toContain('| one-hop HTTP/1.1 >= 50% of HAProxy req/s | 53% | yes |');
+  });
+
+  it('does not judge the two-hop mTLS target when Meshlet ran its pair in plaintext', () => {
+    const runs = [...rounds('keepalive', 'meshlet-2hop', [[9000]]), ...rounds('keepalive', 'haproxy-tls-pair', [[10_000]])];
+    const twoHop = checkTargets(report(runs, 'not in the config schema yet'))[2]!;
+    expect(twoHop.reached).toBeUndefined();
+    expect(twoHop.measured).toContain('plaintext');
+  });
+});
