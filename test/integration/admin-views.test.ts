@@ -203,6 +203,20 @@ describe('trace store: POST /v1/traces, GET /traces', () => {
     expect(list.traces[0]).toMatchObject({ traceId, service: 'frontend', spanCount: 3 });
   });
 
+  it('keeps the sidecar\'s own spans even when its exporter points elsewhere (here: nowhere)', async () => {
+    const { sidecar, admin } = await webSidecar({ telemetry: { tracing: { endpoint: `http://127.0.0.1:${await closedPort()}/v1/traces`, batchDelay: '20ms' } } });
+    expect((await get(`${upstreamUrl(sidecar, 'api')}/own`)).status).toBe(200);
+    await eventually('own trace listed', async () => {
+      const list = JSON.parse((await get(`${admin}/traces`)).body) as { traces: Array<{ service: string; spanCount: number }> };
+      return list.traces.length === 1 && list.traces[0]!.spanCount === 2;
+    });
+    const [row] = (JSON.parse((await get(`${admin}/traces`)).body) as { traces: Array<{ traceId: string; service: string }> }).traces;
+    expect(row!.service).toBe('web');
+    const trace = JSON.parse((await get(`${admin}/traces/${row!.traceId}`)).body) as { spans: Array<{ kind: string; attributes: Record<string, unknown> }> };
+    expect(trace.spans.map((s) => s.kind)).toEqual(['server', 'client']);
+    expect(trace.spans[0]!.attributes['url.path']).toBe('/own');
+  });
+
   it('refuses malformed exports with 400 naming the problem, and other formats with 415/413', async () => {
     const { admin } = await webSidecar({ admin: { address: '127.0.0.1', port: 0, traces: { maxRequestBytes: 4096 } } });
     const post = async (body: string | Buffer, headers: Record<string, string> = { 'content-type': 'application/json' }) => {

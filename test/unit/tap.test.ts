@@ -71,3 +71,17 @@ describe('meshlet tap output', () => {
     ]);
   });
 });
+
+describe('TapHub with nobody listening', () => {
+  it('leaves exchanges untouched', async () => {
+    const { TapHub } = await import('../../sidecar/admin/tap.ts');
+    const local = {} as never;
+    const hub = new TapHub({ localCluster: local, maxBufferedBytes: 1024, service: 'web' });
+    const notes = new Map<string, unknown>();
+    const x = { req: { socket: { remoteAddress: '127.0.0.1' }, headers: {} }, notes, path: '/', method: 'GET', cluster: {}, attempts: 1 } as never;
+    hub.observer.onStart!(x);
+    hub.observer.onEnd!(x, { status: 200, bytesIn: 0, bytesOut: 0, durationMs: 1 });
+    expect(notes.size).toBe(0);
+    expect(hub.subscribers).toBe(0);
+  });
+});
