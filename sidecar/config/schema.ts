@@ -19,6 +19,8 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 15_000;
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_POOL_IDLE_MS = 3000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+/** 0: outbound closes as soon as inbound has drained. Kubernetes native sidecars stop after the app anyway. */
+export const DEFAULT_OUTBOUND_GRACE_MS = 0;
 export const DEFAULT_MAX_REQUEST_HEAD_BYTES = 64 * 1024;
 export const DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT = 128;
 
@@ -124,6 +126,10 @@ export const configSchema = z
     shutdown: z
       .strictObject({
         drainTimeout: duration(DEFAULT_DRAIN_TIMEOUT_MS, 'On SIGTERM, in-flight requests get this long to finish before connections are closed'),
+        outboundGrace: duration(
+          DEFAULT_OUTBOUND_GRACE_MS,
+          'On SIGTERM, outbound listeners keep accepting new requests at least this long while inbound is refused, for an app that still calls out as it drains; capped by drainTimeout',
+        ),
       })
       .prefault({})
       .describe('Graceful shutdown'),

@@ -109,6 +109,28 @@ describe('graceful drain', () => {
     expect(client.state).toBe('serving');
   });
 
+  it('with shutdown.outboundGrace, keeps taking new outbound requests for that long while inbound is refused', async () => {
+    const other = await startBackend('other');
+    cleanup.push(() => other.close());
+    const outboundOnly = (grace: string) =>
+      startSidecar({ service: { name: 'front', port: 1 }, shutdown: { drainTimeout: '5s', outboundGrace: grace }, upstreams: [{ name: 'other', endpoints: [{ address: '127.0.0.1', port: other.port }] }] });
+    const graceful = await outboundOnly('400ms');
+    cleanup.push(() => graceful.stop());
+    const stopping = graceful.stop();
+    await eventually('inbound refused', async () => (await tryConnect(graceful.ports.inbound)) === 'ECONNREFUSED');
+    // A brand-new connection and request after SIGTERM still goes out.
+    const late = await request(`${upstreamUrl(graceful, 'other')}/late`, { reset: true });
+    expect(late.statusCode).toBe(200);
+    await late.body.dump();
+    await stopping;
+    expect(await tryConnect(graceful.ports.upstreams.other!)).toBe('ECONNREFUSED');
+    // Without it (the default), outbound closes as soon as nothing is in flight inbound.
+    const prompt = await outboundOnly('0');
+    cleanup.push(() => prompt.stop());
+    await prompt.stop();
+    expect(await tryConnect(prompt.ports.upstreams.other!)).toBe('ECONNREFUSED');
+  });
+
   it('cuts requests still running when the drain timeout ends, and stops anyway', async () => {
     const { app, server } = await mesh('300ms');
     const hung = request(`http://127.0.0.1:${server.ports.inbound}/forever`).then(
