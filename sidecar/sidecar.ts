@@ -300,7 +300,12 @@ export class Sidecar {
     this.log.info({ drainTimeoutMs: this.config.shutdown.drainTimeout }, 'draining');
     for (const hook of this.beforeDrain) await hook().catch((err: unknown) => this.log.warn({ err }, 'shutdown hook failed'));
     for (const name of [...this.#tasks.keys()]) this.#stopTasks(name);
+    // Outbound keeps accepting for at least `outboundGrace`: an app that got SIGTERM too may still be
+    // finishing work that calls out (docker-compose and plain containers stop both at once).
+    const grace = Math.min(this.config.shutdown.outboundGrace, remaining());
+    const graceOver = grace > 0 ? new Promise<void>((resolve) => setTimeout(resolve, grace)) : undefined;
     await this.#inbound?.close(remaining());
+    await graceOver;
     await Promise.all([...this.#outbound.values()].map((l) => l.close(remaining())));
     await this.registry.stop();
     await Promise.all([this.localCluster.close(), ...[...this.clusters.values()].map((c) => c.close())]);
