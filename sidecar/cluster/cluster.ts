@@ -120,12 +120,15 @@ export class Cluster {
 
   /**
    * Applies new settings (hot reload of a changed upstream): endpoint state (health, ejections, active
-   * counts) stays, the new picker takes over, and pools are reopened with the new limits while requests
-   * under way finish on the old ones.
+   * counts) stays and the new picker takes over. Pools are kept unless their limits changed; then they
+   * are reopened with the new ones while requests under way finish on the old ones.
    */
   reconfigure(options: Partial<Pick<ClusterOptions, 'picker' | 'connectTimeoutMs' | 'poolIdleMs' | 'maxConnectionsPerEndpoint'>>): void {
-    this.#options = { ...this.#options, ...options };
-    this.#options.picker.update(this.#states);
+    const before = this.#options;
+    this.#options = { ...before, ...options };
+    if (options.picker) options.picker.update(this.#states);
+    const { connectTimeoutMs, poolIdleMs, maxConnectionsPerEndpoint } = this.#options;
+    if (connectTimeoutMs === before.connectTimeoutMs && poolIdleMs === before.poolIdleMs && maxConnectionsPerEndpoint === before.maxConnectionsPerEndpoint) return;
     for (const key of [...this.#pools.keys()]) this.#closePool(key);
   }
 

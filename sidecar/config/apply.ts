@@ -105,6 +105,7 @@ export async function applyConfig(host: ReloadHost, next: Readonly<MeshletConfig
   }
 
   // 2. Switch. From here on nothing awaits until every listener serves the new config.
+  const previous = new Map(sidecar.config.upstreams.map((u) => [u.name, u]));
   sidecar.config = next;
   if (diff.logLevel) sidecar.log.level = next.logging.level;
   for (const name of [...diff.upstreams.removed, ...diff.upstreams.rebound]) retire(host, name, next.shutdown.drainTimeout);
@@ -115,8 +116,10 @@ export async function applyConfig(host: ReloadHost, next: Readonly<MeshletConfig
     host.stopTasks(name);
   }
   for (const { upstream, cluster } of incoming) sidecar.clusters.set(upstream.name, cluster);
-  // mTLS transports before any endpoint arrives, so no connection is ever opened in plaintext.
-  const secured = new Set([...diff.upstreams.added, ...diff.upstreams.rebound, ...diff.upstreams.changed]);
+  // mTLS transports before any endpoint arrives, so no connection is ever opened in plaintext. A changed
+  // upstream keeps its transport (and pooled connections) unless the connect timeout it holds changed.
+  const newConnectTimeout = diff.upstreams.changed.filter((name) => previous.get(name)!.timeouts.connect !== upstreamOf(name).timeouts.connect);
+  const secured = new Set([...diff.upstreams.added, ...diff.upstreams.rebound, ...newConnectTimeout]);
   if (secured.size > 0) host.security?.secureUpstreams(secured);
   for (const name of diff.upstreams.changed) {
     const upstream = upstreamOf(name);

@@ -75,6 +75,8 @@ describe('hot reload of the config file', () => {
   const gates: Array<() => void> = [];
   /** Requests the backend saw, by path (health probes included). */
   const seen: Record<string, number> = {};
+  /** Client ports of the sidecar's connections to the backend (one per pooled connection). */
+  const upstreamPorts = new Set<number>();
 
   /** Saves the config and waits for the reload it triggers (through the directory watch). */
   async function edit(change: (raw: Raw) => void): Promise<{ ok: boolean; error?: string }> {
@@ -92,6 +94,7 @@ describe('hot reload of the config file', () => {
     a = await startBackend('a', (req: IncomingMessage, res: ServerResponse) => {
       req.resume();
       seen[req.url!] = (seen[req.url!] ?? 0) + 1;
+      upstreamPorts.add(req.socket.remotePort!);
       if (req.url === '/bad') {
         res.writeHead(503).end();
       } else if (req.url === '/held') {
@@ -128,6 +131,7 @@ describe('hot reload of the config file', () => {
     for (const release of gates.splice(0)) release();
     events.length = 0;
     for (const key of Object.keys(seen)) delete seen[key];
+    upstreamPorts.clear();
     await sidecar.stop();
     await Promise.all([a.close(), b.close()]);
     await rm(dir, { recursive: true, force: true });
@@ -169,6 +173,17 @@ describe('hot reload of the config file', () => {
     expect(streamed).toBe('first;last');
     expect(await held).toMatchObject({ status: 200, body: 'held done' });
     keepAlive.destroy();
+  });
+
+  it('keeps pooled upstream connections when the pool settings did not change, reopens them when they did', async () => {
+    const api = upstreamUrl(sidecar, 'api');
+    expect((await get(`${api}/p1`)).status).toBe(200);
+    expect(await edit((next) => (next.upstreams[0].timeouts = { request: '5s' }))).toMatchObject({ ok: true });
+    expect((await get(`${api}/p2`)).status).toBe(200);
+    expect(upstreamPorts.size).toBe(1);
+    expect(await edit((next) => (next.upstreams[0].timeouts = { request: '5s', poolIdle: '10s' }))).toMatchObject({ ok: true });
+    expect((await get(`${api}/p3`)).status).toBe(200);
+    expect(upstreamPorts.size).toBe(2);
   });
 
   it('restarts the health checks of a changed upstream with its new settings, the old checker stopped', async () => {
