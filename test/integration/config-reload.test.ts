@@ -377,4 +377,31 @@ describe('SIGHUP on the meshlet CLI', () => {
     expect(config.upstreams.map((u) => u.name)).toEqual(['api', 'extra']);
     expect(proc.child.exitCode).toBeNull();
   });
+
+  it('reaches every worker through the primary with workers: 2', async () => {
+    backend = await startBackend('b');
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-sighup-'));
+    const real = join(dir, 'real');
+    const conf = join(dir, 'conf');
+    await Promise.all([mkdir(real), mkdir(conf)]);
+    const raw: Raw = {
+      service: { name: 'web', port: backend.port },
+      inbound: { address: '127.0.0.1', port: 0 },
+      admin: { address: '127.0.0.1', port: 0 },
+      logging: { level: 'info', accessLog: false },
+      workers: 2,
+      upstreams: [{ name: 'api', port: 0, endpoints: [{ address: '127.0.0.1', port: backend.port }] }],
+    };
+    await writeFile(join(real, 'meshlet.json'), JSON.stringify(raw));
+    await symlink(join(real, 'meshlet.json'), join(conf, 'meshlet.json'));
+    proc = await startCliSidecar(join(conf, 'meshlet.json'));
+    await eventually('both workers serving', () => proc!.stdout().includes('"all workers serving"'), 20_000);
+
+    raw.upstreams[0].timeouts = { request: '5s' };
+    await save(join(real, 'meshlet.json'), raw);
+    proc.child.kill('SIGHUP');
+    const reloaded = () => proc!.stdout().split('\n').filter((l) => l.includes('"config reloaded"') && l.includes('"trigger":"sighup"'));
+    await eventually('a reload in each worker', () => reloaded().length === 2);
+    expect(proc.child.exitCode).toBeNull();
+  });
 });
