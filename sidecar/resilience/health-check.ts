@@ -14,6 +14,17 @@ interface Streak {
   passes: number;
   failures: number;
   running: boolean;
+  /** Why the last check failed, until one passes. */
+  lastFailure: string | undefined;
+}
+
+/** One endpoint's health-check state, for the admin API. */
+export interface EndpointCheckStatus {
+  readonly endpoint: string;
+  readonly healthy: boolean;
+  readonly passesInARow: number;
+  readonly failuresInARow: number;
+  readonly lastFailure?: string | undefined;
 }
 
 export interface HealthCheckDeps {
@@ -50,6 +61,14 @@ export class HealthChecker {
     for (const c of this.#inFlight) c.abort();
   }
 
+  /** Each endpoint's health and current streak. */
+  status(): EndpointCheckStatus[] {
+    return this.#deps.cluster.endpoints.map((state) => {
+      const streak = this.#streaks.get(state);
+      return { endpoint: state.key, healthy: state.healthy, passesInARow: streak?.passes ?? 0, failuresInARow: streak?.failures ?? 0, lastFailure: streak?.lastFailure };
+    });
+  }
+
   #round(): void {
     if (this.#stopped) return;
     for (const state of this.#deps.cluster.endpoints) void this.#checkOne(state);
@@ -61,7 +80,7 @@ export class HealthChecker {
   async #checkOne(state: EndpointState): Promise<void> {
     let streak = this.#streaks.get(state);
     if (!streak) {
-      streak = { passes: 0, failures: 0, running: false };
+      streak = { passes: 0, failures: 0, running: false, lastFailure: undefined };
       this.#streaks.set(state, streak);
     }
     // A check slower than the interval is not stacked upon.
@@ -86,6 +105,7 @@ export class HealthChecker {
 
   #record(state: EndpointState, streak: Streak, failure: string | undefined): void {
     const { upstream, events, log } = this.#deps;
+    streak.lastFailure = failure;
     if (failure === undefined) {
       streak.passes++;
       streak.failures = 0;

@@ -108,8 +108,11 @@ export function installResilience(sidecar: Sidecar): void {
   const runtime: ResilienceRuntime = { timers: new Set(), breakers: new Map() };
   const { timers } = runtime;
   sidecar.outboundLayers.unshift((ctx) => buildOutboundChain(ctx, runtime));
-  const inboundLimit = sidecar.config.inbound.rateLimit;
-  if (inboundLimit) sidecar.inboundLayers.unshift((next) => createRateLimit(inboundLimit, next, { scope: 'inbound', events: sidecar.events }));
+  // Read when the inbound handler is built, so a rebuilt handler (config reload) gets the current limit.
+  sidecar.inboundLayers.unshift((next) => {
+    const conf = sidecar.config.inbound.rateLimit;
+    return conf ? createRateLimit(conf, next, { scope: 'inbound', events: sidecar.events }) : next;
+  });
   // Started and stopped by the sidecar with each upstream: once listeners are bound, on hot reload, on drain.
   const checkers = new Map<string, HealthChecker>();
   sidecar.upstreamTasks.push(({ upstream, cluster }) => {
@@ -128,8 +131,14 @@ export function installResilience(sidecar: Sidecar): void {
   });
   sidecar.admin.route('GET', '/resilience', (_req, res) => {
     const upstreams: Record<string, unknown> = {};
-    for (const [name, limits] of runtime.breakers) upstreams[name] = { circuitBreaker: { onWire: limits.onWire, pending: limits.pending, retriesInFlight: limits.retries } };
-    sendJson(res, 200, { upstreams, healthChecks: checkers.size });
+    for (const { name } of sidecar.config.upstreams) {
+      const limits = runtime.breakers.get(name);
+      upstreams[name] = {
+        circuitBreaker: limits ? { onWire: limits.onWire, pending: limits.pending, retriesInFlight: limits.retries } : 'off',
+        healthCheck: checkers.get(name)?.status() ?? 'off',
+      };
+    }
+    sendJson(res, 200, { upstreams });
   });
   sidecar.beforeDrain.push(async () => {
     for (const timer of timers) clearTimeout(timer);

@@ -6,7 +6,8 @@
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeEndpoint } from '../../sidecar/discovery/types.ts';
-import { eventually } from '../helpers/sidecar.ts';
+import { request } from 'undici';
+import { adminUrl, eventually } from '../helpers/sidecar.ts';
 import { closedPort, startUpstream, type UpstreamFixture } from '../helpers/upstream.ts';
 
 describe('endpoint selection', () => {
@@ -59,10 +60,25 @@ describe('endpoint selection', () => {
     await eventually('the endpoint is marked unhealthy', () => fixture!.events.endpointHealth.length === 1);
     expect(fixture.events.endpointHealth[0]).toEqual({ upstream: 'api', endpoint: `127.0.0.1:${sick.port}`, healthy: false });
     expect(await spread(10)).toEqual({ good: 10 });
+    const admin = (await (await request(`${adminUrl(fixture.sidecar)}/resilience`)).body.json()) as { upstreams: { api: { healthCheck: Array<{ endpoint: string; healthy: boolean; lastFailure?: string }> } } };
+    expect(admin.upstreams.api.healthCheck).toContainEqual(expect.objectContaining({ endpoint: `127.0.0.1:${sick.port}`, healthy: false, lastFailure: 'status 503' }));
     sick.mode = { kind: 'ok' };
     await eventually('the endpoint is healthy again', () => fixture!.events.endpointHealth.length === 2);
     expect(fixture.events.endpointHealth[1]).toMatchObject({ healthy: true });
     expect((await spread(10)).sick).toBeGreaterThan(0);
+  });
+
+  it('starts health checks with the sidecar and stops them when it drains', async () => {
+    fixture = await startUpstream(['svc'], { healthCheck: { interval: '20ms' } });
+    const svc = fixture.backends[0]!;
+    await eventually('checks run', () => svc.hits >= 3);
+    await fixture.sidecar.stop();
+    const afterStop = svc.hits;
+    // Another sidecar's checks at the same pace prove time passed for several intervals.
+    const witness = await startUpstream(['witness'], { healthCheck: { interval: '20ms' } });
+    await eventually('the witness saw several checks', () => witness.backends[0]!.hits >= 5);
+    await witness.close();
+    expect(svc.hits).toBe(afterStop);
   });
 
   it('marks an endpoint that refuses TCP health-check connections unhealthy', async () => {
