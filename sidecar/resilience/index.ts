@@ -6,9 +6,10 @@
  * Per-request policies sit outside the retry layer; per-attempt ones inside it, so each attempt takes a
  * breaker slot, feeds outlier detection and the latency EWMA. A policy whose config turns it off is
  * left out of the chain rather than run as a no-op. Active health checks and listener connection
- * limits are not layers: `installResilience` starts the checkers with the sidecar and stops them on
- * drain; `connectionGateOptions` hands listeners their limits. Admin `GET /resilience` shows the
- * breakers' counters.
+ * limits are not layers: `installResilience` registers the checkers as upstream tasks (the sidecar
+ * starts them once listeners are bound or a reload adds the upstream, and stops them on removal and
+ * drain); `connectionGateOptions` hands listeners their limits. Admin `GET /resilience` shows the
+ * breakers' counters and each endpoint's health-check streak.
  */
 import { sendJson } from '../admin/server.ts';
 import { composeLayers, type Forward, type ForwardLayer } from '../protocols/exchange.ts';
@@ -101,8 +102,8 @@ export function connectionGateOptions(events: MeshEvents, listener: string, conf
 
 /**
  * Wires resilience into a sidecar: the outbound chain for every HTTP upstream (first in
- * `outboundLayers`, so outermost), the inbound rate limit, and active health checks that start with
- * the sidecar and stop when it drains.
+ * `outboundLayers`, so outermost), the inbound rate limit, active health checks as upstream tasks,
+ * and the admin view.
  */
 export function installResilience(sidecar: Sidecar): void {
   const runtime: ResilienceRuntime = { timers: new Set(), breakers: new Map() };
