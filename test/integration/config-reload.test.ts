@@ -10,12 +10,13 @@ import { Agent, request as httpRequest, type IncomingMessage, type ServerRespons
 import { connect, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../examples/demo.ts';
 import { loadConfigFile } from '../../sidecar/config/load.ts';
 import { installConfigReload, type ConfigReloader } from '../../sidecar/config/reloader.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
-import { silentLogger } from '../../sidecar/telemetry/logger.ts';
+import { createLogger } from '../../sidecar/telemetry/logger.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
 import { startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
 import { adminUrl, eventually, upstreamUrl } from '../helpers/sidecar.ts';
@@ -77,6 +78,8 @@ describe('hot reload of the config file', () => {
   const seen: Record<string, number> = {};
   /** Client ports of the sidecar's connections to the backend (one per pooled connection). */
   const upstreamPorts = new Set<number>();
+  /** The sidecar's log lines (JSON), at warn and above. */
+  const logLines: string[] = [];
 
   /** Saves the config and waits for the reload it triggers (through the directory watch). */
   async function edit(change: (raw: Raw) => void): Promise<{ ok: boolean; error?: string }> {
@@ -117,11 +120,17 @@ describe('hot reload of the config file', () => {
       inbound: { address: '127.0.0.1', port: 0 },
       admin: { address: '127.0.0.1', port: 0 },
       shutdown: { drainTimeout: '2s' },
-      logging: { level: 'silent', accessLog: false },
+      logging: { level: 'warn', accessLog: false },
       upstreams: [{ name: 'api', port: 0, endpoints: [{ address: '127.0.0.1', port: a.port }], retries: { enabled: false } }],
     };
     await save(file, raw);
-    sidecar = new Sidecar(await loadConfigFile(file), { log: silentLogger() });
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        logLines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+        callback();
+      },
+    });
+    sidecar = new Sidecar(await loadConfigFile(file), { log: createLogger('warn', destination) });
     sidecar.events.on('configReload', (e) => events.push(e));
     reloader = installConfigReload(sidecar, file, 20);
     await sidecar.start();
@@ -132,6 +141,7 @@ describe('hot reload of the config file', () => {
     events.length = 0;
     for (const key of Object.keys(seen)) delete seen[key];
     upstreamPorts.clear();
+    logLines.length = 0;
     await sidecar.stop();
     await Promise.all([a.close(), b.close()]);
     await rm(dir, { recursive: true, force: true });
@@ -289,6 +299,25 @@ describe('hot reload of the config file', () => {
     expect((await get(`${upstreamUrl(sidecar, 'api')}/y`)).status).toBe(200);
   });
 
+  it('drains a removed upstream: a request under way finishes, new connections are refused', async () => {
+    expect(await edit((next) => next.upstreams.push({ name: 'extra', port: 0, endpoints: [{ address: '127.0.0.1', port: a.port }] }))).toMatchObject({ ok: true });
+    const port = sidecar.ports.upstreams.extra!;
+    const held = get(`http://127.0.0.1:${port}/held`);
+    await eventually('the held request reached the backend', () => gates.length === 1);
+    expect(await edit((next) => next.upstreams.pop())).toMatchObject({ ok: true });
+    expect(await accepts(port)).toBe(false);
+    gates.shift()!();
+    expect(await held).toMatchObject({ status: 200, body: 'held done' });
+  });
+
+  it('sends static endpoint changes through the registry and applies a new log level', async () => {
+    expect(await edit((next) => (next.upstreams[0].endpoints = [{ address: '127.0.0.1', port: b.port }]))).toMatchObject({ ok: true });
+    expect(JSON.parse((await get(`${upstreamUrl(sidecar, 'api')}/where`)).body)).toMatchObject({ backend: 'b' });
+    expect(sidecar.log.level).toBe('warn');
+    expect(await edit((next) => (next.logging.level = 'debug'))).toMatchObject({ ok: true });
+    expect(sidecar.log.level).toBe('debug');
+  });
+
   it('moves an upstream to a new port: the old one stops accepting, the new one serves', async () => {
     const before = sidecar.ports.upstreams.api!;
     const free = await freePort();
@@ -303,6 +332,9 @@ describe('hot reload of the config file', () => {
     expect(result.ok).toBe(false);
     expect(result.error).toContain('upstreams[0].timeouts.request');
     expect(result.error).toContain('meshlet.json');
+    const errors = logLines.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.level >= 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.msg).toMatch(/^config reload refused, the old config stays in force: upstreams\[0\]\.timeouts\.request: .*\(meshlet\.json\)/);
     expect((await get(`${upstreamUrl(sidecar, 'api')}/still`)).status).toBe(200);
     expect(sidecar.config.upstreams[0]!.timeouts.request).toBe(15_000);
   });
