@@ -54,6 +54,7 @@ export const ErrorCodes = {
   CA_FORBIDDEN_IDENTITY: spec('MESH_ERR_CA_FORBIDDEN_IDENTITY', 403, 'forbidden_identity'),
   INTERNAL: spec('MESH_ERR_INTERNAL', 500, 'internal'),
   TLS_NO_CERTIFICATE: spec('MESH_ERR_TLS_NO_CERTIFICATE', 503, 'no_certificate'),
+  REQUEST_TIMEOUT: spec('MESH_ERR_REQUEST_TIMEOUT', 408, 'request_timeout'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorKind = keyof typeof ErrorCodes;

@@ -233,7 +233,7 @@ export class Sidecar {
     const connectionLimit = connectionGateOptions(this.events, name, upstream.connectionLimit);
     if (upstream.protocol === 'tcp') return new TcpListener(name, this.#outboundHandler(upstream, cluster) as (socket: Socket) => void, this.log, undefined, connectionLimit);
     const proxy = this.#outboundHandler(upstream, cluster) as HttpHandler;
-    return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, proxy);
+    return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, requestHeadTimeoutMs: this.config.limits.requestHeadTimeout, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, proxy);
   }
 
   /** The request (or connection) handler of an upstream's listener, built from its config. */
@@ -255,7 +255,7 @@ export class Sidecar {
     const connectionLimit = connectionGateOptions(this.events, 'inbound', inbound.connectionLimit);
     if (inbound.protocol === 'tcp') return new TcpListener('inbound', this.#inboundHandler() as (socket: Socket) => void, this.log, this.#security?.tls, connectionLimit);
     const proxy = this.#inboundHandler() as HttpHandler;
-    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, proxy);
+    return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, requestHeadTimeoutMs: this.config.limits.requestHeadTimeout, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, proxy);
   }
 
   #inboundHandler(): HttpHandler | ((socket: Socket) => void) {

@@ -22,6 +22,7 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
 /** 0: outbound closes as soon as inbound has drained. Kubernetes native sidecars stop after the app anyway. */
 export const DEFAULT_OUTBOUND_GRACE_MS = 0;
 export const DEFAULT_MAX_REQUEST_HEAD_BYTES = 64 * 1024;
+export const DEFAULT_REQUEST_HEAD_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT = 128;
 
 const timeoutsSchema = z
@@ -120,6 +121,7 @@ export const configSchema = z
     limits: z
       .strictObject({
         maxRequestHeadBytes: z.int().min(1024).max(1024 * 1024).default(DEFAULT_MAX_REQUEST_HEAD_BYTES).describe('Largest request head accepted; larger gets 431 (default 64 KiB)'),
+        requestHeadTimeout: duration(DEFAULT_REQUEST_HEAD_TIMEOUT_MS, 'A client must send its whole request head within this, or gets 408 (slowloris protection)'),
       })
       .prefault({})
       .describe('Protocol limits'),

@@ -1,7 +1,8 @@
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
+import { DEFAULT_REQUEST_HEAD_TIMEOUT_MS } from '../config/schema.ts';
 import { meshError } from '../errors.ts';
 import { ConnectionGate, type ConnectionGateOptions } from '../resilience/connection-limit.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -10,6 +11,8 @@ import { listen, waitUntil } from './listen.ts';
 export interface HttpListenerOptions {
   readonly name: string;
   readonly maxRequestHeadBytes: number;
+  /** Time a client has to send the whole request head; slower gets 408 (default 60 s). */
+  readonly requestHeadTimeoutMs?: number;
   /** Client connections silent this long are closed; 0 disables. */
   readonly idleTimeoutMs: number;
   /** When set, the listener speaks TLS with these options (mTLS: requestCert + rejectUnauthorized). */
@@ -40,11 +43,14 @@ export class HttpListener {
     this.name = options.name;
     this.#log = options.log;
     this.#handler = handler;
+    const headTimeoutMs = options.requestHeadTimeoutMs ?? DEFAULT_REQUEST_HEAD_TIMEOUT_MS;
     const serverOptions = {
       maxHeaderSize: options.maxRequestHeadBytes,
       // The proxy enforces its own timeouts; Node's 5-minute request timeout would cut long uploads.
       requestTimeout: 0,
-      headersTimeout: 60_000,
+      headersTimeout: headTimeoutMs,
+      // Node checks head deadlines on this interval (30 s by default): often enough for the limit set.
+      connectionsCheckingInterval: headTimeoutMs > 0 ? Math.max(100, Math.min(30_000, Math.floor(headTimeoutMs / 2))) : 30_000,
       keepAliveTimeout: 5_000,
       noDelay: true,
     };
@@ -70,14 +76,16 @@ export class HttpListener {
       socket.destroy();
       return;
     }
-    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
-    const error = tooLarge
-      ? meshError('HEADERS_TOO_LARGE', `request head larger than the limit on listener ${this.name}`)
-      : meshError('BAD_REQUEST', `malformed request on listener ${this.name}: ${err.code ?? err.message}`);
+    const error =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? meshError('HEADERS_TOO_LARGE', `request head larger than the limit on listener ${this.name}`)
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? meshError('REQUEST_TIMEOUT', `request head not received in time on listener ${this.name}`)
+          : meshError('BAD_REQUEST', `malformed request on listener ${this.name}: ${err.code ?? err.message}`);
     this.#log.debug({ listener: this.name, peer: socket.remoteAddress, code: err.code }, 'rejected malformed request');
     const body = JSON.stringify({ error: error.reason, code: error.code, message: error.message });
     socket.end(
-      `HTTP/1.1 ${error.status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\ncontent-type: application/json\r\n` +
+      `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nx-meshlet-error: ${error.reason}\r\nconnection: close\r\n\r\n${body}`,
     );
   }

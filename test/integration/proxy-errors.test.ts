@@ -151,6 +151,20 @@ describe('malformed and ambiguous requests', () => {
     expect(ok).toMatch(/^HTTP\/1\.1 200 /);
   });
 
+  it('408 for a client that does not finish its request head within limits.requestHeadTimeout (slowloris)', async () => {
+    const port = await start({ limits: { requestHeadTimeout: '300ms' } });
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    socket.setEncoding('latin1').on('data', (c: string) => (reply += c));
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\nX-Drip: ');
+    await closed;
+    expect(reply).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(reply).toContain('x-meshlet-error: request_timeout\r\n');
+    expect(b.hits).toBe(0);
+    expect(sidecar.config.limits.requestHeadTimeout).toBe(300);
+  });
+
   it('400 for both Content-Length and Transfer-Encoding (CL.TE / TE.CL smuggling)', async () => {
     const port = await start();
     const smuggled = 'GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n';
