@@ -11,15 +11,16 @@ import { connect, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../examples/demo.ts';
 import { loadConfigFile } from '../../sidecar/config/load.ts';
 import { installConfigReload, type ConfigReloader } from '../../sidecar/config/reloader.ts';
 import { Sidecar } from '../../sidecar/sidecar.ts';
-import { createLogger } from '../../sidecar/telemetry/logger.ts';
+import { createLogger, silentLogger } from '../../sidecar/telemetry/logger.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
 import { startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
-import { adminUrl, eventually, upstreamUrl } from '../helpers/sidecar.ts';
+import { createTestCa, type TestCa } from '../helpers/mesh-ca.ts';
+import { adminUrl, eventually, startSidecar, upstreamUrl } from '../helpers/sidecar.ts';
 
 type Raw = Record<string, any>;
 
@@ -435,5 +436,60 @@ describe('SIGHUP on the meshlet CLI', () => {
     const reloaded = () => proc!.stdout().split('\n').filter((l) => l.includes('"config reloaded"') && l.includes('"trigger":"sighup"'));
     await eventually('a reload in each worker', () => reloaded().length === 2);
     expect(proc.child.exitCode).toBeNull();
+  });
+});
+
+describe('hot reload with mTLS on', () => {
+  let ca: TestCa;
+  let dir: string;
+  const cleanup: Array<() => Promise<unknown>> = [];
+
+  beforeAll(async () => {
+    ca = await createTestCa({ trustDomain: 'mesh.test' });
+  });
+  afterAll(async () => {
+    await ca.cleanup();
+  });
+  afterEach(async () => {
+    for (const fn of cleanup.splice(0).reverse()) await fn();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('secures an upstream added by a reload, and refuses removing one that security names', async () => {
+    const app = await startBackend('greeter');
+    cleanup.push(() => app.close());
+    const greeter = await startSidecar({ service: { name: 'greeter', port: app.port }, security: { mtls: true, ca: { dir: ca.dir } } });
+    cleanup.push(() => greeter.stop());
+
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-reload-mtls-'));
+    const file = join(dir, 'meshlet.json');
+    const raw: Raw = {
+      service: { name: 'frontend', port: 1 },
+      inbound: { address: '127.0.0.1', port: 0 },
+      admin: { address: '127.0.0.1', port: 0 },
+      logging: { level: 'silent', accessLog: false },
+      upstreams: [{ name: 'plain', port: 0, endpoints: [{ address: '127.0.0.1', port: app.port }] }],
+      security: { mtls: true, ca: { dir: ca.dir }, plaintextUpstreams: ['plain'] },
+    };
+    await save(file, raw);
+    const frontend = new Sidecar(await loadConfigFile(file), { log: silentLogger() });
+    const reloader = installConfigReload(frontend, file, 20);
+    cleanup.push(() => frontend.stop());
+    await frontend.start();
+    reloader.stop(); // reloads come from the calls below only
+
+    raw.upstreams.push({ name: 'greeter', port: 0, endpoints: [{ address: '127.0.0.1', port: greeter.ports.inbound }] });
+    await save(file, raw);
+    expect(await reloader.reload('admin')).toMatchObject({ ok: true });
+    const res = await get(`${upstreamUrl(frontend, 'greeter')}/hello`);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toMatchObject({ backend: 'greeter', url: '/hello' });
+    // The second hop (frontend sidecar -> greeter sidecar) was TLS.
+    expect(app.lastHeaders?.forwarded).toMatch(/proto=https/);
+
+    raw.upstreams.shift();
+    await save(file, raw);
+    expect(await reloader.reload('admin')).toMatchObject({ ok: false, problems: ['security.plaintextUpstreams[0]: no upstream is named "plain" (meshlet.json)'] });
+    expect(frontend.ports.upstreams.plain).toBeGreaterThan(0);
   });
 });
