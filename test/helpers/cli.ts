@@ -30,7 +30,10 @@ export function runCli(args: readonly string[], options: { cwd?: string } = {}):
   return { child, stdout: () => out, stderr: () => err, exited };
 }
 
-/** Starts a CLI sidecar on `configPath` and resolves with its bound ports once it logs "sidecar serving". */
+/**
+ * Starts a CLI sidecar on `configPath` and resolves with its bound ports once it logs "sidecar serving"
+ * (so the config needs `logging.level` info or lower; ports may be 0).
+ */
 export async function startCliSidecar(configPath: string, timeoutMs = 20_000): Promise<CliProcess & { ports: BoundPorts }> {
   const proc = runCli(['sidecar', '--config', configPath]);
   const ports = await new Promise<BoundPorts>((resolve, reject) => {
