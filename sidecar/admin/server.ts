@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from '../telemetry/logger.ts';
 import { listen } from '../listeners/listen.ts';
+import { browserGuardRefusal } from './browser-guard.ts';
 
 export type AdminHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
 
@@ -16,6 +17,8 @@ export class AdminServer {
   readonly server: Server;
   readonly #routes = new Map<string, AdminHandler>();
   readonly #log: Logger;
+  /** Set when bound to a loopback address: then only loopback Host names are answered. */
+  #loopbackOnly = false;
 
   constructor(log: Logger) {
     this.#log = log;
@@ -29,6 +32,12 @@ export class AdminServer {
 
   async #dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
+    const refusal = browserGuardRefusal(req.method, req.headers, this.#loopbackOnly);
+    if (refusal) {
+      this.#log.warn({ path: url.pathname, host: req.headers.host, origin: req.headers.origin }, 'admin request from a browser context refused');
+      sendJson(res, 403, { error: refusal });
+      return;
+    }
     const handler = this.#routes.get(`${req.method} ${url.pathname}`) ?? this.#prefixRoute(req.method, url.pathname);
     if (!handler) {
       const allowed = [...this.#routes.keys()].filter((k) => k.endsWith(` ${url.pathname}`));
@@ -52,6 +61,7 @@ export class AdminServer {
   }
 
   listen(port: number, address: string): Promise<number> {
+    this.#loopbackOnly = isLoopback(address) || address === 'localhost';
     return listen(this.server, port, address, 'admin');
   }
 

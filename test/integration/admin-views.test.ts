@@ -99,7 +99,7 @@ describe('GET /tap', () => {
     stuck.setEncoding('utf8');
     stuck.on('data', (c: string) => (received += c));
     await new Promise<void>((resolve) => stuck.once('connect', resolve));
-    stuck.write('GET /tap HTTP/1.1\r\nHost: admin\r\n\r\n');
+    stuck.write('GET /tap HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
     await eventually('stuck client subscribed', () => received.includes('event: hello'));
     stuck.pause();
     const healthy = await tap(admin);
