@@ -40,13 +40,25 @@ export class FileProvider implements DiscoveryProvider {
   #status: ProviderStatus = { provider: 'file', state: 'starting' };
   #emit: ((snapshot: CatalogSnapshot) => void) | undefined;
   #lastText: string | undefined;
+  #reloading: Promise<void> | undefined;
+  #reloadAgain = false;
   readonly #onReload: ((result: { ok: boolean; error?: string }) => void) | undefined;
+  readonly #readText: (path: string) => Promise<string>;
 
-  /** `onReload` hears every change after the first load: applied, or rejected with the reason. */
-  constructor(path: string, log: Logger, onReload?: (result: { ok: boolean; error?: string }) => void) {
+  /**
+   * `onReload` hears every change after the first load: applied, or rejected with the reason.
+   * `readText` reads the file (tests slow it down to prove reloads cannot overlap).
+   */
+  constructor(
+    path: string,
+    log: Logger,
+    onReload?: (result: { ok: boolean; error?: string }) => void,
+    readText: (path: string) => Promise<string> = (file) => readFile(file, 'utf8'),
+  ) {
     this.#path = resolve(path);
     this.#log = log.child({ provider: 'file', file: this.#path });
     this.#onReload = onReload;
+    this.#readText = readText;
   }
 
   async start(emit: (snapshot: CatalogSnapshot) => void): Promise<void> {
@@ -69,11 +81,28 @@ export class FileProvider implements DiscoveryProvider {
     this.#timer = setTimeout(() => void this.reload(), SETTLE_MS);
   }
 
-  /** Reads the file now and emits it if it changed and is valid. */
-  async reload(): Promise<void> {
+  /**
+   * Reads the file now and emits it if it changed and is valid. Reloads never overlap: one asked for
+   * while another runs is done right after it, so a slow older read can never win over a newer one.
+   */
+  reload(): Promise<void> {
+    if (this.#reloading) {
+      this.#reloadAgain = true;
+      return this.#reloading;
+    }
+    this.#reloading = (async () => {
+      do {
+        this.#reloadAgain = false;
+        await this.#reloadOnce();
+      } while (this.#reloadAgain);
+    })().finally(() => (this.#reloading = undefined));
+    return this.#reloading;
+  }
+
+  async #reloadOnce(): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.#path, 'utf8');
+      text = await this.#readText(this.#path);
     } catch (err) {
       this.#fail(`cannot read catalog: ${(err as Error).message}`);
       return;
