@@ -111,8 +111,11 @@ export async function applyConfig(host: ReloadHost, next: Readonly<MeshletConfig
   for (const name of [...diff.upstreams.removed, ...diff.upstreams.rebound]) retire(host, name, next.shutdown.drainTimeout);
   for (const name of diff.upstreams.changed) {
     const upstream = upstreamOf(name);
+    const before = previous.get(name)!;
     const { picker, connectTimeoutMs, poolIdleMs, maxConnectionsPerEndpoint } = clusterOptions(upstream, sidecar.log);
-    sidecar.clusters.get(name)!.reconfigure({ picker, connectTimeoutMs, poolIdleMs, maxConnectionsPerEndpoint });
+    // The picker (round-robin position, hash ring) stays unless the balancer or stickiness changed.
+    const samePicker = before.balancer === upstream.balancer && (before.sticky === undefined) === (upstream.sticky === undefined);
+    sidecar.clusters.get(name)!.reconfigure({ ...(samePicker ? {} : { picker }), connectTimeoutMs, poolIdleMs, maxConnectionsPerEndpoint });
     host.stopTasks(name);
   }
   for (const { upstream, cluster } of incoming) sidecar.clusters.set(upstream.name, cluster);

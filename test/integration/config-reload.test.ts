@@ -311,6 +311,34 @@ describe('hot reload of the config file', () => {
     expect(await held).toMatchObject({ status: 200, body: 'held done' });
   });
 
+  it('switches the balancer of a changed upstream', async () => {
+    const backends = async () => {
+      const names = new Set<string>();
+      for (let i = 0; i < 6; i++) {
+        const res = await new Promise<string>((resolve, reject) =>
+          httpRequest(`${upstreamUrl(sidecar, 'api')}/who`, { headers: { 'x-user': 'alice' } }, (r) => {
+            let body = '';
+            r.setEncoding('utf8').on('data', (c: string) => (body += c));
+            r.on('end', () => resolve(body));
+          })
+            .on('error', reject)
+            .end(),
+        );
+        names.add((JSON.parse(res) as { backend: string }).backend);
+      }
+      return names;
+    };
+    expect(await edit((next) => next.upstreams[0].endpoints.push({ address: '127.0.0.1', port: b.port }))).toMatchObject({ ok: true });
+    expect(await backends()).toEqual(new Set(['a', 'b']));
+    expect(
+      await edit((next) => {
+        next.upstreams[0].balancer = 'ring_hash';
+        next.upstreams[0].hashPolicy = { source: 'header', name: 'x-user' };
+      }),
+    ).toMatchObject({ ok: true });
+    expect((await backends()).size).toBe(1);
+  });
+
   it('sends static endpoint changes through the registry and applies a new log level', async () => {
     expect(await edit((next) => (next.upstreams[0].endpoints = [{ address: '127.0.0.1', port: b.port }]))).toMatchObject({ ok: true });
     expect(JSON.parse((await get(`${upstreamUrl(sidecar, 'api')}/where`)).body)).toMatchObject({ backend: 'b' });
