@@ -91,9 +91,11 @@ describe('endpoint selection', () => {
 
   it('p2c_ewma steers traffic away from a slow endpoint', async () => {
     fixture = await startUpstream(['fast', 'slow'], { balancer: 'p2c_ewma' });
-    fixture.backends[1]!.mode = { kind: 'slow', delayMs: 100 };
+    // Far slower than any hiccup of a loaded machine, which a peak EWMA would otherwise take at face value.
+    fixture.backends[1]!.mode = { kind: 'slow', delayMs: 400 };
     const counts = await spread(30);
-    expect(counts.fast).toBeGreaterThanOrEqual(27);
+    // Round robin would give 15 each.
+    expect(counts.fast).toBeGreaterThanOrEqual(25);
   });
 
   for (const balancer of ['ring_hash', 'maglev']) {
