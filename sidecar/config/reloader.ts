@@ -76,7 +76,8 @@ export class ConfigReloader {
 
   /** Reads the file and applies it; never rejects. */
   reload(trigger: ReloadTrigger): Promise<ReloadResult> {
-    const run = this.#queue.then(() => this.#reload(trigger));
+    // A failure nobody foresaw is still a refused reload, and never blocks the reloads queued after it.
+    const run = this.#queue.then(() => this.#reload(trigger).catch((err: unknown) => this.#refuse(trigger, [`reload failed: ${(err as Error).message}`])));
     this.#queue = run;
     return run;
   }
