@@ -1,5 +1,5 @@
 /** The shipped examples stay valid and match what the README and the Dockerfile say about them. */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadConfigFile } from '../../sidecar/config/load.ts';
 import { parseCatalog } from '../../sidecar/discovery/file.ts';
@@ -40,5 +40,25 @@ describe('examples', () => {
     expect(dockerfile).toContain('CMD ["sidecar", "--config", "/etc/meshlet/meshlet.yaml"]');
     // What the image copies and runs exists in the tree.
     for (const path of ['sidecar/main.ts', 'examples/meshlet.yaml', 'examples/catalog.yaml', 'package-lock.json']) expect(existsSync(abs(path)), path).toBe(true);
+  });
+
+  it('every package the runtime imports is a dependency (the image installs with --omit=dev)', () => {
+    const { dependencies } = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
+    const missing = new Set<string>();
+    for (const dir of ['sidecar', 'certs', 'injector', 'examples', 'bin']) {
+      for (const file of readdirSync(abs(dir), { recursive: true, encoding: 'utf8' })) {
+        if (!/\.(ts|js)$/.test(file)) continue;
+        const text = read(`${dir}/${file}`);
+        const statics = text.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'([^']+)'/gms);
+        const dynamics = text.matchAll(/\bimport\(\s*'([^']+)'\s*\)/g);
+        for (const m of [...statics, ...dynamics]) {
+          const spec = m[1]!;
+          if (spec.startsWith('node:') || spec.startsWith('.')) continue;
+          const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!;
+          if (!(name in dependencies)) missing.add(`${name} (${dir}/${file})`);
+        }
+      }
+    }
+    expect([...missing]).toEqual([]);
   });
 });
