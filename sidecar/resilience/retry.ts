@@ -48,13 +48,14 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
       // A retry holds one of the breaker's concurrent-retry slots until its response headers arrive.
       const holdsRetrySlot = attempt > 1 && limits !== undefined;
       let reason: string;
+      const delay = backoffDelay(attempt, conf.backoffBase, random);
       try {
         const response = await attemptOnce(x, next, conf.perTryTimeout, deadline, attempt).finally(() => {
           if (holdsRetrySlot) limits.releaseRetry();
         });
         if (!statuses.has(response.statusCode) || !idempotent) return response;
         reason = `status_${response.statusCode}`;
-        if (!mayRetry(x, attempt, resendable, deadline, reason)) return response;
+        if (!mayRetry(attempt, resendable, deadline - delay, reason)) return response;
         drain(response);
       } catch (err) {
         if (x.signal.aborted || !(err instanceof MeshletError)) throw err;
@@ -62,10 +63,10 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
         const retryable = connectFailure || (idempotent && conf.onReset && (isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT')));
         if (!retryable) throw err;
         reason = err.reason;
-        if (!mayRetry(x, attempt, resendable, deadline, reason)) throw err;
+        if (!mayRetry(attempt, resendable, deadline - delay, reason)) throw err;
       }
       try {
-        await sleep(backoffDelay(attempt, conf.backoffBase, random), undefined, { signal: x.signal });
+        await sleep(delay, undefined, { signal: x.signal });
       } catch (err) {
         limits?.releaseRetry();
         throw err;
@@ -73,9 +74,12 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
     }
   };
 
-  /** Whether another attempt may start; takes a concurrent-retry slot and budget when it may. */
-  function mayRetry(x: ProxyExchange, attempt: number, resendable: boolean, deadline: number, reason: string): boolean {
-    if (attempt >= conf.maxAttempts || !resendable || performance.now() >= deadline) return false;
+  /**
+   * Whether another attempt may start (`startBy`: the deadline less the backoff, so a retry never starts
+   * with no time left); takes a concurrent-retry slot and budget when it may.
+   */
+  function mayRetry(attempt: number, resendable: boolean, startBy: number, reason: string): boolean {
+    if (attempt >= conf.maxAttempts || !resendable || performance.now() >= startBy) return false;
     // Like Envoy's retry_overflow, a retry skipped for the concurrent-retry cap counts with the budget's.
     if (limits && !limits.tryAcquireRetry()) {
       events.emit('retryBudgetExhausted', { upstream });
