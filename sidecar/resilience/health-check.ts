@@ -127,10 +127,12 @@ export class HealthChecker {
 
   /** Resolves undefined when healthy, else why not. */
   async #http(state: EndpointState, signal: AbortSignal): Promise<string | undefined> {
+    const { address, port } = state.endpoint;
+    const host = `${address.includes(':') ? `[${address}]` : address}:${port}`;
     const response = await this.#deps.cluster.pool(state).request({
       method: 'GET',
       path: this.#conf.path,
-      headers: { 'user-agent': 'meshlet-health-check', host: `${state.endpoint.address}:${state.endpoint.port}` },
+      headers: { 'user-agent': 'meshlet-health-check', host },
       signal,
     });
     await response.body.dump();
