@@ -176,7 +176,8 @@ export class Sidecar {
     this.#state = 'serving';
     for (const upstream of config.upstreams) this.#startTasks(upstream);
     for (const hook of this.afterStart) hook();
-    this.consul?.startRegistration(this.#ports);
+    // With mTLS on, register the trust domain the CA actually issued, even when the config leaves it unset.
+    this.consul?.startRegistration(this.#ports, this.#security?.credentials.material.identity.trustDomain);
     this.log.info({ service: config.service.name, ports: this.#ports }, 'sidecar serving');
     return this.#ports;
   }
