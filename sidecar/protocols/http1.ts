@@ -73,7 +73,6 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       startedAt: performance.now(),
       notes: new Map(),
     };
-    for (const o of observers) o.onStart?.(exchange);
     // Never let a bug in a layer or observer become an unhandled rejection (that would end the process).
     run(exchange, res, socket, socket.bytesRead, socket.bytesWritten).catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'));
   };
@@ -84,6 +83,8 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
     let endpoint;
     let upstream;
     try {
+      // Inside the try: an observer that throws fails this exchange, not the process.
+      for (const o of observers) o.onStart?.(x);
       upstream = await forward(x);
       endpoint = upstream.endpoint;
       res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));

@@ -252,6 +252,20 @@ describe('malformed and ambiguous requests', () => {
     expect((await request(`${upstreamUrl(sidecar, 'greeter')}/after`)).statusCode).toBe(200);
   });
 
+  it('a throwing observer fails that exchange, not the process', async () => {
+    const port = await start();
+    let calls = 0;
+    sidecar.observers.push({
+      onStart: () => {
+        if (++calls === 1) throw new Error('observer bug');
+      },
+    });
+    const reply = await rawExchange(port, 'GET /first HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    expect(reply).toMatch(/^HTTP\/1\.1 5\d\d /);
+    expect(reply).toContain('x-meshlet-error: ');
+    expect((await request(`${upstreamUrl(sidecar, 'greeter')}/second`)).statusCode).toBe(200);
+  });
+
   it('answers Expect: 100-continue itself and forwards the body (curl sends it for large bodies)', async () => {
     const port = await start();
     const reply = await rawExchange(port, 'POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nabc');
