@@ -50,7 +50,11 @@ export function createTcpProxy(options: TcpProxyOptions): (client: Socket) => vo
 
   return function proxyTcp(client) {
     client.on('error', () => {}); // errors are handled through 'close' below; never crash the process
-    void connectUpstream(client);
+    connectUpstream(client).catch((err: unknown) => {
+      // A bug (say, in a picker) costs this connection, never the process.
+      log.error({ err, upstream: cluster.name }, 'tcp proxy bug');
+      client.destroy();
+    });
   };
 
   async function connectUpstream(client: Socket): Promise<void> {

@@ -130,6 +130,24 @@ describe('TCP upstreams', () => {
     client.destroy();
   });
 
+  it('a bug while picking an endpoint costs that connection, not the process', async () => {
+    const echo = await startEchoOnEnd();
+    cleanup.push(() => closeServer(echo.server));
+    const sidecar = await tcpSidecar([{ address: '127.0.0.1', port: echo.port }]);
+    const cluster = sidecar.clusters.get('db')!;
+    const pick = cluster.pick.bind(cluster);
+    cluster.pick = () => {
+      throw new Error('picker bug');
+    };
+    const broken = connect(sidecar.ports.upstreams.db!, '127.0.0.1');
+    broken.on('error', () => {});
+    await new Promise((resolve) => broken.once('close', resolve));
+    cluster.pick = pick;
+    const { reply, socket } = await sendAndHalfClose(sidecar.ports.upstreams.db!, Buffer.from('ok'));
+    expect(reply).toMatch(/^echo\(2, /);
+    socket.destroy();
+  });
+
   it('closes the client connection when the upstream has no endpoint', async () => {
     const sidecar = await tcpSidecar([]);
     const socket = connect(sidecar.ports.upstreams.db!, '127.0.0.1');
