@@ -78,7 +78,8 @@ export class FileProvider implements DiscoveryProvider {
 
   #scheduleReload(): void {
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.reload(), SETTLE_MS);
+    // A failure past parsing (applying the snapshot) is logged: a watcher must never end the process.
+    this.#timer = setTimeout(() => this.reload().catch((err: unknown) => this.#log.error({ err }, 'applying the catalog failed')), SETTLE_MS);
   }
 
   /**
