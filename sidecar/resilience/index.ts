@@ -9,7 +9,7 @@
  * limits are not layers: `installResilience` registers the checkers as upstream tasks (the sidecar
  * starts them once listeners are bound or a reload adds the upstream, and stops them on removal and
  * drain); `connectionGateOptions` hands listeners their limits. Admin `GET /resilience` shows the
- * breakers' counters and each endpoint's health-check streak.
+ * breakers' counters, the retry budgets and each endpoint's health-check streak.
  */
 import { sendJson } from '../admin/server.ts';
 import { composeLayers, type Forward, type ForwardLayer } from '../protocols/exchange.ts';
@@ -31,7 +31,7 @@ import { RetryBudget } from './retry-budget.ts';
 interface UpstreamPolicyState {
   readonly ctx: UpstreamLayerContext;
   readonly limits: ConcurrencyLimits | undefined;
-  readonly timers: Set<NodeJS.Timeout>;
+  readonly runtime: ResilienceRuntime;
 }
 
 /** Builds one policy's layer for an upstream, or undefined when its config leaves it off. */
@@ -51,15 +51,17 @@ export const OUTBOUND_POLICIES = {
     const conf = ctx.upstream.sticky;
     return conf && ((next) => createSticky(conf, next));
   },
-  retry: ({ ctx, limits }) => {
+  retry: ({ ctx, limits, runtime }) => {
     const conf = ctx.upstream.retries;
+    runtime.budgets.delete(ctx.upstream.name);
     if (!conf.enabled || conf.maxAttempts === 1) return undefined;
     const { ratio, minRetriesPerSecond, window } = conf.budget;
     const budget = new RetryBudget({ ratio, minRetriesPerSecond, windowMs: window });
+    runtime.budgets.set(ctx.upstream.name, budget);
     return (next) => createRetry(conf, next, { upstream: ctx.upstream.name, events: ctx.events, budget, limits, requestTimeoutMs: ctx.upstream.timeouts.request });
   },
   circuitBreaker: ({ ctx, limits }) => limits && ((next) => createCircuitBreaker(limits, next, { upstream: ctx.upstream.name, events: ctx.events })),
-  outlierDetection: ({ ctx, timers }) => {
+  outlierDetection: ({ ctx, runtime: { timers } }) => {
     const conf = ctx.upstream.outlierDetection;
     if (!conf.enabled) return undefined;
     const detector = new OutlierDetector(conf);
@@ -73,10 +75,11 @@ export type PolicyName = keyof typeof OUTBOUND_POLICIES;
 /** Nesting of the outbound chain, outermost first. */
 export const OUTBOUND_ORDER: readonly PolicyName[] = ['rateLimit', 'hashKey', 'sticky', 'retry', 'circuitBreaker', 'outlierDetection', 'latency'];
 
-/** What the sidecar's resilience keeps across upstreams: timers to clear on drain, breakers to show. */
+/** What the sidecar's resilience keeps across upstreams: timers to clear on drain, state to show. */
 export interface ResilienceRuntime {
   readonly timers: Set<NodeJS.Timeout>;
   readonly breakers: Map<string, ConcurrencyLimits>;
+  readonly budgets: Map<string, RetryBudget>;
 }
 
 /** Builds an upstream's resilience chain as one layer. */
@@ -85,7 +88,7 @@ export function buildOutboundChain(ctx: UpstreamLayerContext, runtime: Resilienc
   const limits = breaker.enabled ? new ConcurrencyLimits(breaker) : undefined;
   if (limits) runtime.breakers.set(ctx.upstream.name, limits);
   else runtime.breakers.delete(ctx.upstream.name);
-  const state: UpstreamPolicyState = { ctx, limits, timers: runtime.timers };
+  const state: UpstreamPolicyState = { ctx, limits, runtime };
   const layers: ForwardLayer[] = [];
   for (const name of OUTBOUND_ORDER) {
     const layer = (OUTBOUND_POLICIES[name] as PolicyFactory)(state);
@@ -106,7 +109,7 @@ export function connectionGateOptions(events: MeshEvents, listener: string, conf
  * and the admin view.
  */
 export function installResilience(sidecar: Sidecar): void {
-  const runtime: ResilienceRuntime = { timers: new Set(), breakers: new Map() };
+  const runtime: ResilienceRuntime = { timers: new Set(), breakers: new Map(), budgets: new Map() };
   const { timers } = runtime;
   sidecar.outboundLayers.unshift((ctx) => buildOutboundChain(ctx, runtime));
   // Read when the inbound handler is built, so a rebuilt handler (config reload) gets the current limit.
@@ -136,6 +139,7 @@ export function installResilience(sidecar: Sidecar): void {
       const limits = runtime.breakers.get(name);
       upstreams[name] = {
         circuitBreaker: limits ? { onWire: limits.onWire, pending: limits.pending, retriesInFlight: limits.retries } : 'off',
+        retryBudget: runtime.budgets.get(name)?.snapshot() ?? 'off',
         healthCheck: checkers.get(name)?.status() ?? 'off',
       };
     }

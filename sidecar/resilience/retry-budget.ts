@@ -38,15 +38,27 @@ export class RetryBudget {
   /** Takes one retry from the budget; false (and nothing taken) when it is spent. */
   tryWithdraw(): boolean {
     const slot = this.#advance();
-    let deposits = 0;
-    let withdrawals = 0;
-    for (let i = 0; i < SLOTS; i++) {
-      deposits += this.#deposits[i]!;
-      withdrawals += this.#withdrawals[i]!;
-    }
-    if (withdrawals + 1 > this.#reserve + this.#ratio * deposits) return false;
+    const { requests, retries } = this.#totals();
+    if (retries + 1 > this.#reserve + this.#ratio * requests) return false;
     this.#withdrawals[slot]!++;
     return true;
+  }
+
+  /** Requests and retries in the window and the retries still allowed now, for the admin API. */
+  snapshot(): { requests: number; retries: number; retriesAllowed: number } {
+    this.#advance();
+    const { requests, retries } = this.#totals();
+    return { requests, retries, retriesAllowed: Math.max(0, Math.floor(this.#reserve + this.#ratio * requests - retries)) };
+  }
+
+  #totals(): { requests: number; retries: number } {
+    let requests = 0;
+    let retries = 0;
+    for (let i = 0; i < SLOTS; i++) {
+      requests += this.#deposits[i]!;
+      retries += this.#withdrawals[i]!;
+    }
+    return { requests, retries };
   }
 
   /** Clears slots that fell out of the window and returns the index of the current one. */

@@ -4,6 +4,8 @@
  * rules for POST, and the request timeout across tries.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import { adminUrl } from '../helpers/sidecar.ts';
 import { closedPort, startUpstream, totalHits, type UpstreamFixture } from '../helpers/upstream.ts';
 
 const NO_EJECTION = { outlierDetection: { enabled: false } };
@@ -94,6 +96,8 @@ describe('retries', () => {
     expect(totalHits(fixture.backends)).toBeLessThanOrEqual(requests * 1.2 + 1);
     expect(totalHits(fixture.backends)).toBeGreaterThan(requests * 1.1);
     expect(fixture.events.retryBudgetExhausted.length).toBeGreaterThan(0);
+    const admin = (await (await request(`${adminUrl(fixture.sidecar)}/resilience`)).body.json()) as { upstreams: { api: { retryBudget: { requests: number; retries: number } } } };
+    expect(admin.upstreams.api.retryBudget).toMatchObject({ requests, retries: totalHits(fixture.backends) - requests });
   });
 
   it('retry every failure when the budget is generous (the control for the storm test)', async () => {

@@ -34,6 +34,9 @@ describe('RetryBudget', () => {
     expect(allowed).toBe(20);
     now = 5000;
     expect(budget.tryWithdraw()).toBe(false);
+    expect(budget.snapshot()).toEqual({ requests: 100, retries: 30, retriesAllowed: 0 });
+    now = 10_500;
+    expect(budget.snapshot()).toEqual({ requests: 0, retries: 0, retriesAllowed: 10 });
   });
 
   it('forgets requests and retries once they leave the window', () => {
