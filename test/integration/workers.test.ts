@@ -83,7 +83,9 @@ describe('workers (node:cluster)', () => {
     expect(new Set(pids).size).toBe(2);
     expect(pids).not.toContain(sidecar.child.pid);
     expect(pids.every(alive)).toBe(true);
-    // Shared listeners: both workers report the same ports, even where the config says 0.
+    // Shared listeners: both workers report the same ports, even where the config says 0. Each worker
+    // writes its own log line, which may reach us after the primary's "workers serving" line.
+    await eventually('both workers logged their ports', () => servingLines(sidecar).length >= 2, 20_000);
     const [first, second] = servingLines(sidecar) as [ServingLine, ServingLine];
     expect(second.ports).toEqual(first.ports);
     const url = `http://127.0.0.1:${first.ports.upstreams.greeter}/hello`;
@@ -105,6 +107,7 @@ describe('workers (node:cluster)', () => {
     expect(after).toContain(survivor);
     expect(after).not.toContain(crashed);
     const replacement = after.find((pid) => pid !== survivor)!;
+    await eventually('the replacement logged its ports', () => servingLines(sidecar).length >= 3, 20_000);
     expect(servingLines(sidecar)[2]!.ports).toEqual(first.ports);
     await callAll(10);
     expect(backend.hits).toBe(20);
