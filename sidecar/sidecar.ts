@@ -18,8 +18,10 @@ import { AdminServer } from './admin/server.ts';
 import { registerCoreRoutes } from './admin/routes.ts';
 import { HttpListener } from './listeners/http-listener.ts';
 import { TcpListener } from './listeners/tcp-listener.ts';
+import { Http2Listener, type Http2Handler } from './listeners/http2-listener.ts';
 import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
 import { createHttpProxy } from './protocols/http1.ts';
+import { createHttp2Proxy } from './protocols/http2.ts';
 import { createTcpProxy } from './protocols/tcp.ts';
 import { connectionGateOptions, installResilience } from './resilience/index.ts';
 import { installSecurity, type InboundSecurity } from './security/install.ts';
@@ -27,7 +29,7 @@ import { MeshEvents } from './telemetry/events.ts';
 import { installTelemetry } from './telemetry/install.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 
-type Listener = HttpListener | TcpListener;
+type Listener = HttpListener | Http2Listener | TcpListener;
 type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export interface BoundPorts {
@@ -233,13 +235,21 @@ export class Sidecar {
     const name = `outbound:${upstream.name}`;
     const connectionLimit = connectionGateOptions(this.events, name, upstream.connectionLimit);
     if (upstream.protocol === 'tcp') return new TcpListener(name, this.#outboundHandler(upstream, cluster) as (socket: Socket) => void, this.log, undefined, connectionLimit);
+    if (upstream.protocol === 'http2' || upstream.protocol === 'grpc') {
+      return new Http2Listener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, this.#outboundHandler(upstream, cluster) as Http2Handler);
+    }
     const proxy = this.#outboundHandler(upstream, cluster) as HttpHandler;
     return new HttpListener({ name, maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, requestHeadTimeoutMs: this.config.limits.requestHeadTimeout, idleTimeoutMs: upstream.timeouts.idle, connectionLimit, log: this.log }, proxy);
   }
 
   /** The request (or connection) handler of an upstream's listener, built from its config. */
-  #outboundHandler(upstream: UpstreamConfig, cluster = this.clusters.get(upstream.name)!): HttpHandler | ((socket: Socket) => void) {
+  #outboundHandler(upstream: UpstreamConfig, cluster = this.clusters.get(upstream.name)!): HttpHandler | Http2Handler | ((socket: Socket) => void) {
     if (upstream.protocol === 'tcp') return createTcpProxy({ cluster, connectTimeoutMs: upstream.timeouts.connect, idleTimeoutMs: upstream.timeouts.idle, log: this.log });
+    if (upstream.protocol === 'http2' || upstream.protocol === 'grpc') {
+      const { request, idle, connect, poolIdle } = upstream.timeouts;
+      const layers = this.outboundLayers.map((make) => make({ upstream, cluster, events: this.events, log: this.log }));
+      return createHttp2Proxy({ cluster, clientProto: 'http', protocol: upstream.protocol, requestTimeoutMs: request, idleTimeoutMs: idle, connectTimeoutMs: connect, poolIdleMs: poolIdle, layers, observers: this.observers, log: this.log });
+    }
     return createHttpProxy({
       cluster,
       clientProto: 'http',
@@ -255,16 +265,23 @@ export class Sidecar {
     const { inbound } = this.config;
     const connectionLimit = connectionGateOptions(this.events, 'inbound', inbound.connectionLimit);
     if (inbound.protocol === 'tcp') return new TcpListener('inbound', this.#inboundHandler() as (socket: Socket) => void, this.log, this.#security?.tls, connectionLimit);
+    if (inbound.protocol === 'http2' || inbound.protocol === 'grpc') {
+      return new Http2Listener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, this.#inboundHandler() as Http2Handler);
+    }
     const proxy = this.#inboundHandler() as HttpHandler;
     return new HttpListener({ name: 'inbound', maxRequestHeadBytes: this.config.limits.maxRequestHeadBytes, requestHeadTimeoutMs: this.config.limits.requestHeadTimeout, idleTimeoutMs: inbound.timeouts.idle, connectionLimit, tls: this.#security?.tls, log: this.log }, proxy);
   }
 
-  #inboundHandler(): HttpHandler | ((socket: Socket) => void) {
+  #inboundHandler(): HttpHandler | Http2Handler | ((socket: Socket) => void) {
     const { inbound } = this.config;
     const cluster = this.localCluster;
     if (inbound.protocol === 'tcp') {
       const proxy = createTcpProxy({ cluster, connectTimeoutMs: inbound.timeouts.connect, idleTimeoutMs: inbound.timeouts.idle, log: this.log });
       return this.#security ? this.#security.gateTcp(proxy) : proxy;
+    }
+    if (inbound.protocol === 'http2' || inbound.protocol === 'grpc') {
+      const { request, idle, connect, poolIdle } = inbound.timeouts;
+      return createHttp2Proxy({ cluster, clientProto: this.#security ? 'https' : 'http', protocol: inbound.protocol, requestTimeoutMs: request, idleTimeoutMs: idle, connectTimeoutMs: connect, poolIdleMs: poolIdle, layers: this.inboundLayers, observers: this.observers, log: this.log });
     }
     return createHttpProxy({
       cluster,

@@ -11,8 +11,8 @@ export interface ClusterTransport {
   readonly scheme: 'http' | 'https';
   /** undici `connect` option for the endpoint's pool (TLS options or a custom connector). */
   connectOptions(endpoint: Endpoint): Pool.Options['connect'];
-  /** Opens a raw stream to the endpoint for L4 proxying (plain TCP, or TLS for mTLS peers). */
-  openSocket(endpoint: Endpoint): Socket;
+  /** Opens a raw stream to the endpoint for L4 proxying (plain TCP, or TLS for mTLS peers); `alpn` is offered over TLS (HTTP/2: `h2`). */
+  openSocket(endpoint: Endpoint, alpn?: readonly string[]): Socket;
 }
 
 export const PLAINTEXT_TRANSPORT: ClusterTransport = {
@@ -44,6 +44,11 @@ export class Cluster {
   #transport: ClusterTransport;
   /** Set once discovery delivered anything, so "no endpoints" can be told from "not known yet". */
   discovered = false;
+  /**
+   * Other per-endpoint connection holders (HTTP/2 sessions, protocols/h2-sessions.ts), reset like the
+   * pools: one key when its endpoint goes, all when the transport or limits change, closed with the cluster.
+   */
+  readonly attachments: Array<{ reset(key?: string): void; close(): Promise<void>; destroy(): void }> = [];
 
   constructor(options: ClusterOptions) {
     this.name = options.name;
@@ -72,7 +77,10 @@ export class Cluster {
         next.push(new EndpointState(ep));
       }
     }
-    for (const gone of previous.values()) this.#closePool(gone.key);
+    for (const gone of previous.values()) {
+      this.#closePool(gone.key);
+      for (const a of this.attachments) a.reset(gone.key);
+    }
     this.#states = next;
     this.#options.picker.update(next);
   }
@@ -114,8 +122,8 @@ export class Cluster {
   }
 
   /** Opens an L4 stream to an endpoint with the cluster's transport. */
-  openSocket(state: EndpointState): Socket {
-    return this.#transport.openSocket(state.endpoint);
+  openSocket(state: EndpointState, alpn?: readonly string[]): Socket {
+    return this.#transport.openSocket(state.endpoint, alpn);
   }
 
   /**
@@ -130,12 +138,14 @@ export class Cluster {
     const { connectTimeoutMs, poolIdleMs, maxConnectionsPerEndpoint } = this.#options;
     if (connectTimeoutMs === before.connectTimeoutMs && poolIdleMs === before.poolIdleMs && maxConnectionsPerEndpoint === before.maxConnectionsPerEndpoint) return;
     for (const key of [...this.#pools.keys()]) this.#closePool(key);
+    for (const a of this.attachments) a.reset();
   }
 
   /** Switches how new connections are made (e.g. after a certificate rotation); existing pools drain. */
   setTransport(transport: ClusterTransport): void {
     this.#transport = transport;
     for (const key of [...this.#pools.keys()]) this.#closePool(key);
+    for (const a of this.attachments) a.reset();
   }
 
   #closePool(key: string): void {
@@ -150,13 +160,14 @@ export class Cluster {
   async close(): Promise<void> {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
-    await Promise.allSettled(pools.map((p) => p.close()));
+    await Promise.allSettled([...pools.map((p) => p.close()), ...this.attachments.map((a) => a.close())]);
   }
 
   /** Immediately destroys every pooled connection. */
   async destroy(): Promise<void> {
     const pools = [...this.#pools.values()];
     this.#pools.clear();
+    for (const a of this.attachments) a.destroy();
     await Promise.allSettled(pools.map((p) => p.destroy()));
   }
 }

@@ -22,13 +22,14 @@ import { makeEndpoint } from '../discovery/types.ts';
 import { StaticProvider } from '../discovery/static.ts';
 import { HttpListener } from '../listeners/http-listener.ts';
 import type { TcpListener } from '../listeners/tcp-listener.ts';
+import { Http2Listener, type Http2Handler } from '../listeners/http2-listener.ts';
 import type { InboundSecurity } from '../security/install.ts';
 import type { Sidecar } from '../sidecar.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ConfigDiff } from './diff.ts';
 import type { MeshletConfig, UpstreamConfig } from './schema.ts';
 
-type Listener = HttpListener | TcpListener;
+type Listener = HttpListener | Http2Listener | TcpListener;
 type Handler = ((req: IncomingMessage, res: ServerResponse) => void) | ((socket: Socket) => void);
 
 /** The parts of a Sidecar a reload changes (handed over by `Sidecar.applyConfig`). */
@@ -184,6 +185,7 @@ function retire(host: ReloadHost, name: string, drainMs: number): void {
 
 function swapHandler(listener: Listener, handler: Handler, idleTimeoutMs: number): void {
   if (listener instanceof HttpListener) listener.setHandler(handler as (req: IncomingMessage, res: ServerResponse) => void, idleTimeoutMs);
+  else if (listener instanceof Http2Listener) listener.setHandler(handler as Http2Handler, idleTimeoutMs);
   else listener.setHandler(handler as (socket: Socket) => void);
 }
 

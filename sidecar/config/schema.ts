@@ -50,7 +50,7 @@ export const endpointSchema = z
   .describe('One instance of a service');
 
 export const BALANCERS = ['round_robin', 'least_request', 'random', 'p2c_ewma', 'ring_hash', 'maglev'] as const;
-export const PROTOCOLS = ['http', 'tcp'] as const;
+export const PROTOCOLS = ['http', 'http2', 'grpc', 'tcp'] as const;
 
 export const upstreamSchema = z
   .strictObject({
@@ -58,7 +58,7 @@ export const upstreamSchema = z
     service: serviceName().optional().describe('Service to discover for this upstream (default: `name`)'),
     port: listenPort().describe('Local port the app calls to reach this upstream'),
     address: host().default('127.0.0.1').describe('Local address of the upstream listener (default 127.0.0.1)'),
-    protocol: z.enum(PROTOCOLS).default('http').describe('http (L7, HTTP/1.1) or tcp (L4 byte pipe)'),
+    protocol: z.enum(PROTOCOLS).default('http').describe('http (L7, HTTP/1.1), http2 (h2c to plaintext peers, h2 by ALPN under mTLS), grpc (http2 with gRPC statuses and deadlines) or tcp (L4 byte pipe)'),
     balancer: z.enum(BALANCERS).default('round_robin').describe('Endpoint picker: round_robin (weighted), least_request (P2C), random, p2c_ewma (P2C on peak-EWMA latency), ring_hash or maglev (consistent hash on `hashPolicy`)'),
     timeouts: timeoutsSchema,
     maxConnectionsPerEndpoint: z.int().min(1).default(DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT).describe('Pooled connections per endpoint (default 128)'),
@@ -89,7 +89,7 @@ export const configSchema = z
       .strictObject({
         address: host().default('0.0.0.0').describe('Address peers reach this sidecar on (default 0.0.0.0)'),
         port: listenPort().default(DEFAULT_INBOUND_PORT).describe(`Inbound listener port (default ${DEFAULT_INBOUND_PORT})`),
-        protocol: z.enum(PROTOCOLS).default('http').describe('Protocol of the local app: http or tcp'),
+        protocol: z.enum(PROTOCOLS).default('http').describe('Protocol of the local app: http, http2 (h2c), grpc or tcp; peers reach http2/grpc inbound over h2 (h2c, or ALPN h2 under mTLS)'),
         timeouts: timeoutsSchema,
         rateLimit: rateLimitSchema.optional(),
         connectionLimit: connectionLimitSchema.optional(),

@@ -11,6 +11,7 @@ import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMeshError, meshError, MeshletError } from '../errors.ts';
 import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import { STREAMING_BODY_NOTE } from '../protocols/http2.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import { backoffDelay } from './backoff.ts';
 import type { ConcurrencyLimits } from './circuit-breaker.ts';
@@ -42,7 +43,11 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
   return async function retrying(x: ProxyExchange): Promise<UpstreamResponse> {
     budget.deposit();
     const idempotent = IDEMPOTENT.has(x.method);
-    const resendable = await bufferBody(x, conf.maxBodyBytes);
+    // A live stream body (HTTP/2, gRPC streaming calls) is never buffered: the client may wait for
+    // responses before it ends. Only a connect failure retries it, since the body is untouched until
+    // the upstream session is up (protocols/h2-forward.ts).
+    const streaming = x.notes.get(STREAMING_BODY_NOTE) === true && x.body !== null && !Buffer.isBuffer(x.body);
+    const resendable = streaming ? false : await bufferBody(x, conf.maxBodyBytes);
     const deadline = requestTimeoutMs > 0 ? x.startedAt + requestTimeoutMs : Infinity;
     for (let attempt = 1; ; attempt++) {
       // A retry holds one of the breaker's concurrent-retry slots until its response headers arrive.
@@ -63,7 +68,7 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
         const retryable = connectFailure || (idempotent && conf.onReset && (isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT')));
         if (!retryable) throw err;
         reason = err.reason;
-        if (!mayRetry(attempt, resendable, deadline - delay, reason)) throw err;
+        if (!mayRetry(attempt, resendable || (streaming && connectFailure), deadline - delay, reason)) throw err;
       }
       try {
         await sleep(delay, undefined, { signal: x.signal });

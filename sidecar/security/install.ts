@@ -12,6 +12,7 @@ import type { MeshletConfig } from '../config/schema.ts';
 import { meshError } from '../errors.ts';
 import type { Endpoint } from '../discovery/types.ts';
 import type { HttpListener } from '../listeners/http-listener.ts';
+import type { Http2Listener } from '../listeners/http2-listener.ts';
 import type { TcpListener } from '../listeners/tcp-listener.ts';
 import type { Sidecar } from '../sidecar.ts';
 import { createCertificateSource } from './ca-source.ts';
@@ -27,7 +28,7 @@ export interface InboundSecurity {
   /** Wraps the inbound TCP handler so only authorized callers reach the app. */
   gateTcp(handler: (socket: Socket) => void): (socket: Socket) => void;
   /** Hooks the bound inbound listener: identity check per connection, context swaps on renewal. */
-  attachInbound(listener: HttpListener | TcpListener): void;
+  attachInbound(listener: HttpListener | Http2Listener | TcpListener): void;
   /** Puts mTLS transports on these upstreams' clusters (hot reload added or changed them). */
   secureUpstreams(names: ReadonlySet<string>): void;
   readonly credentials: Credentials;
@@ -91,9 +92,9 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
 
   const policy = new AuthorizationPolicy(security.authorization.rules, security.authorization.default);
   const guard: InboundGuardOptions = { local: () => credentials.material.identity, policy, events, log };
-  if (sidecar.config.inbound.protocol === 'http') sidecar.inboundLayers.unshift(authorizationLayer(guard));
+  if (sidecar.config.inbound.protocol !== 'tcp') sidecar.inboundLayers.unshift(authorizationLayer(guard));
 
-  let inbound: HttpListener | TcpListener | undefined;
+  let inbound: HttpListener | Http2Listener | TcpListener | undefined;
   credentials.onChange((material) => {
     inbound?.setSecureContext(secureContextOptions(material));
     applyTransports(material);

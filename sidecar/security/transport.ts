@@ -60,7 +60,7 @@ export function mtlsTransport(options: MtlsTransportOptions): ClusterTransport {
           (callback as (e: Error | null, s: typeof socket | null) => void)(err, socket);
         });
     },
-    openSocket: (endpoint: Endpoint) => {
+    openSocket: (endpoint: Endpoint, alpn?: readonly string[]) => {
       const checkServerIdentity = peerIdentityCheck(options.expectedIdentity(endpoint), options.upstream);
       const socket: TLSSocket = tlsConnect({
         host: endpoint.address,
@@ -69,6 +69,7 @@ export function mtlsTransport(options: MtlsTransportOptions): ClusterTransport {
         checkServerIdentity,
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
+        ...(alpn ? { ALPNProtocols: [...alpn] } : {}),
         noDelay: true,
         // Node passes this on to the TLSSocket (a TCP client's half-close must travel); the types omit it.
         allowHalfOpen: true,

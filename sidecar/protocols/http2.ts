@@ -1,0 +1,214 @@
+/**
+ * The HTTP/2 (and gRPC) request path: the same ProxyExchange and layers as HTTP/1.1 (retries, breakers,
+ * authorization, telemetry observers), forwarded over HTTP/2 sessions (h2-forward.ts), with what HTTP/2
+ * and gRPC add: response trailers, trailers-only responses, full-duplex bodies, `grpc-timeout` as the
+ * deadline, and proxy-made failures answered as gRPC statuses (grpc.ts) on gRPC calls.
+ *
+ * Served through node:http2's compatibility API, so one handler also answers HTTP/1.1 clients of an
+ * `allowHTTP1` TLS listener (those get plain HTTP errors and no trailers).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Readable, Writable } from 'node:stream';
+import { MeshletError, meshError } from '../errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
+import { grpcErrorHeaders, isGrpcRequest, parseGrpcTimeout } from './grpc.ts';
+import { createH2Forward, isH2Response, withoutPseudoHeaders } from './h2-forward.ts';
+import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
+import { pump } from './pump.ts';
+import { respondWithError, upstreamError } from './respond.ts';
+
+export interface Http2ProxyOptions {
+  readonly cluster: import('../cluster/cluster.ts').Cluster;
+  readonly clientProto: 'http' | 'https';
+  /** `grpc`: every request is a gRPC call; `http2`: those with a gRPC content-type are. */
+  readonly protocol: 'http2' | 'grpc';
+  readonly requestTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly poolIdleMs: number;
+  readonly layers?: readonly ForwardLayer[];
+  readonly observers?: readonly ExchangeObserver[];
+  readonly log: Logger;
+}
+
+/** Note set on exchanges whose body is a live stream that must not be buffered (see resilience/retry.ts). */
+export const STREAMING_BODY_NOTE = 'protocol.streamingBody';
+
+type Req = Http2ServerRequest | IncomingMessage;
+type Res = Http2ServerResponse | ServerResponse;
+
+function isHttp2(req: Req): req is Http2ServerRequest {
+  return req.httpVersion === '2.0';
+}
+
+function hasBody(req: Req): boolean {
+  if (isHttp2(req)) return !req.stream.endAfterHeaders;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+function clientHeaders(upstream: Record<string, string | string[] | undefined>, via: string): HeaderMap {
+  const headers = endToEndHeaders(upstream);
+  const prior = headers.via;
+  headers.via = prior === undefined ? via : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${via}`;
+  return headers;
+}
+
+/** Builds the `(req, res)` handler of an HTTP/2 listener proxying to `options.cluster`. */
+export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Res) => void {
+  const innermost = createH2Forward({ requestMs: options.requestTimeoutMs, idleMs: options.idleTimeoutMs }, { connectTimeoutMs: options.connectTimeoutMs, idleMs: options.poolIdleMs });
+  const forward = composeLayers(options.layers ?? [], innermost);
+  const observers = options.observers ?? [];
+  const { cluster, clientProto, log } = options;
+
+  return function proxyHttp2(req, res) {
+    const h2 = isHttp2(req);
+    const via = h2 ? '2 meshlet' : '1.1 meshlet';
+    const grpc = options.protocol === 'grpc' || isGrpcRequest(req.headers['content-type']);
+    const client = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) client.abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
+    });
+    const headers = endToEndHeaders(withoutPseudoHeaders(req.headers));
+    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
+    if (authority !== undefined) headers.host = authority;
+    // `te: trailers` is the one TE HTTP/2 allows, and gRPC servers require it.
+    if (/\btrailers\b/i.test(String(req.headers.te ?? ''))) headers.te = 'trailers';
+    addForwardingHeaders(headers, { clientAddress: req.socket.remoteAddress, proto: clientProto, host: authority, via });
+    // gRPC deadline: the call fails with DEADLINE_EXCEEDED when it is not over in time, wherever it is.
+    const deadlineMs = grpc ? parseGrpcTimeout(req.headers['grpc-timeout']) : undefined;
+    const deadline = new AbortController();
+    const timer = deadlineMs === undefined ? undefined : setTimeout(() => deadline.abort(meshError('UPSTREAM_TIMEOUT', `deadline of ${deadlineMs} ms (grpc-timeout) exceeded calling upstream "${cluster.name}"`)), deadlineMs);
+    const body = hasBody(req) ? req : null;
+    const exchange: ProxyExchange = {
+      req: req as IncomingMessage,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers,
+      body,
+      cluster,
+      signal: deadlineMs === undefined ? client.signal : AbortSignal.any([client.signal, deadline.signal]),
+      tried: [],
+      attempts: 0,
+      startedAt: performance.now(),
+      notes: new Map(),
+    };
+    // A body may stream on for the whole call (gRPC client and bidirectional streams): never buffer it.
+    if (body !== null && h2) exchange.notes.set(STREAMING_BODY_NOTE, true);
+    run(exchange, req, res, grpc, via, client.signal)
+      .catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'))
+      .finally(() => clearTimeout(timer));
+  };
+
+  async function run(x: ProxyExchange, req: Req, res: Res, grpc: boolean, via: string, clientGone: AbortSignal): Promise<void> {
+    let error: MeshletError | undefined;
+    let upstream: UpstreamResponse | undefined;
+    const socket = req.socket;
+    const readAtStart = socket.bytesRead ?? 0;
+    const writtenAtStart = socket.bytesWritten ?? 0;
+    try {
+      for (const o of observers) o.onStart?.(x);
+      upstream = await forward(x);
+      if (writeResponse(req, res, upstream, clientHeaders(upstream.headers, via))) upstream.body.resume();
+      else if (grpc && isHttp2(req)) await relay(upstream.body, res as Http2ServerResponse);
+      else await pump(upstream.body, res as ServerResponse);
+    } catch (err) {
+      if (upstream && !upstream.body.destroyed) upstream.body.destroy();
+      error = clientGone.aborted && !res.headersSent ? undefined : toMeshError(err, x);
+      if (error && !clientGone.aborted) respondError(req, res, error, grpc);
+      else if (!res.destroyed && !res.writableFinished) res.destroy();
+      if (error && error.status >= 500) log.debug({ err: error, upstream: cluster.name }, 'proxy error');
+    }
+    if (observers.length === 0) return;
+    const outcome: ExchangeOutcome = {
+      status: res.headersSent ? res.statusCode : 0,
+      error: error ? { code: error.code, reason: error.reason, message: error.message } : undefined,
+      endpoint: upstream?.endpoint ?? x.tried[x.tried.length - 1],
+      // Per connection for HTTP/2 (streams share it): an approximation when calls run concurrently.
+      bytesIn: Math.max(0, (socket.bytesRead ?? 0) - readAtStart),
+      bytesOut: Math.max(0, (socket.bytesWritten ?? 0) - writtenAtStart),
+      durationMs: performance.now() - x.startedAt,
+    };
+    for (const o of observers) o.onEnd?.(x, outcome);
+  }
+}
+
+/**
+ * Writes the response head; a trailers-only response (headers with END_STREAM) stays one, and then
+ * resolves true: the response is complete.
+ */
+function writeResponse(req: Req, res: Res, upstream: UpstreamResponse, headers: HeaderMap): boolean {
+  if (isH2Response(upstream)) {
+    if (upstream.headersOnly && isHttp2(req)) {
+      (res as Http2ServerResponse).stream.respond({ ...headers, ':status': upstream.statusCode }, { endStream: true });
+      return true;
+    }
+    if (isHttp2(req)) upstream.onTrailers((trailers) => (res as Http2ServerResponse).addTrailers(endToEndHeaders(trailers)));
+  }
+  (res as ServerResponse).writeHead(upstream.statusCode, headers);
+  return false;
+}
+
+/**
+ * Streams a gRPC response body to the client. Unlike pump, an upstream failure leaves the client's
+ * stream open, so the failure can still be reported as a grpc-status in trailers.
+ */
+function relay(src: Readable, dst: Http2ServerResponse): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      src.unpipe(dst as unknown as Writable);
+      if (err) reject(err);
+      else resolve();
+    };
+    src.on('error', () => {});
+    src.once('end', () => {
+      dst.end();
+      settle();
+    });
+    src.once('close', () => {
+      if (!src.readableEnded) settle(src.errored ?? Object.assign(new Error('upstream stream closed before its end'), { code: 'ECONNRESET' }));
+    });
+    dst.once('close', () => {
+      if (dst.writableFinished) return;
+      src.destroy();
+      settle(Object.assign(new Error('client closed the stream'), { code: 'ECONNRESET' }));
+    });
+    src.pipe(dst as unknown as Writable, { end: false });
+  });
+}
+
+/**
+ * Proxy-made failures: a gRPC call gets HTTP 200 with grpc-status / grpc-message (in trailers once the
+ * response started), so gRPC clients see a status code; other requests get the usual JSON error.
+ */
+function respondError(req: Req, res: Res, err: MeshletError, grpc: boolean): void {
+  if (!grpc || !isHttp2(req)) {
+    respondWithError(res as ServerResponse, err);
+    return;
+  }
+  const h2res = res as Http2ServerResponse;
+  const status = grpcErrorHeaders(err);
+  if (!h2res.headersSent) {
+    if (h2res.stream.destroyed) return;
+    h2res.stream.respond({ ':status': 200, 'content-type': 'application/grpc', ...status }, { endStream: true });
+    return;
+  }
+  if (h2res.writableEnded || h2res.stream.destroyed) {
+    if (!h2res.stream.destroyed) h2res.stream.close();
+    return;
+  }
+  // The response started: end it with the failure as trailers, the gRPC way.
+  h2res.addTrailers(status);
+  h2res.end();
+}
+
+function toMeshError(err: unknown, x: ProxyExchange): MeshletError {
+  if (err instanceof MeshletError) return err;
+  const last = x.tried[x.tried.length - 1];
+  return upstreamError(err, last ? `${x.cluster.name}@${last.key}` : x.cluster.name);
+}
