@@ -55,6 +55,7 @@ export const ErrorCodes = {
   INTERNAL: spec('MESH_ERR_INTERNAL', 500, 'internal'),
   TLS_NO_CERTIFICATE: spec('MESH_ERR_TLS_NO_CERTIFICATE', 503, 'no_certificate'),
   REQUEST_TIMEOUT: spec('MESH_ERR_REQUEST_TIMEOUT', 408, 'request_timeout'),
+  FAULT_INJECTED: spec('MESH_ERR_FAULT_INJECTED', 503, 'fault_injected'),
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorKind = keyof typeof ErrorCodes;

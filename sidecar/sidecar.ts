@@ -20,7 +20,14 @@ import { HttpListener } from './listeners/http-listener.ts';
 import { TcpListener } from './listeners/tcp-listener.ts';
 import { Http2Listener, type Http2Handler } from './listeners/http2-listener.ts';
 import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
-import { createHttpProxy } from './protocols/http1.ts';
+import { createHttpProxy, type HttpProxyOptions } from './protocols/http1.ts';
+import { createUpgradeProxy, withUpgrade, type HttpHandler as UpgradableHandler } from './protocols/upgrade.ts';
+import { createRouter, routeLayers } from './routing/router.ts';
+import { createHostProxy } from './routing/host-proxy.ts';
+import { sameValue } from './config/diff.ts';
+import { DEFAULT_IDLE_TIMEOUT_MS } from './config/schema.ts';
+import { meshError } from './errors.ts';
+import { respondWithError } from './protocols/respond.ts';
 import { createHttp2Proxy } from './protocols/http2.ts';
 import { createTcpProxy } from './protocols/tcp.ts';
 import { connectionGateOptions, installResilience } from './resilience/index.ts';
@@ -37,6 +44,8 @@ export interface BoundPorts {
   readonly inbound: number;
   /** Upstream name -> local port. */
   readonly upstreams: Readonly<Record<string, number>>;
+  /** The host-routing HTTP proxy listener, when `proxy` is configured. */
+  readonly proxy?: number;
 }
 
 export interface SidecarOptions {
@@ -97,6 +106,10 @@ export class Sidecar {
   readonly #options: SidecarOptions;
   readonly #outbound = new Map<string, Listener>();
   #inbound: Listener | undefined;
+  /** The host-routing HTTP proxy listener (`proxy`), dispatching to upstream listeners by Host. */
+  #proxy: HttpListener | undefined;
+  /** Each HTTP upstream's layer chain, shared by its own listener and routes of other listeners. */
+  readonly #chains = new Map<string, { upstream: UpstreamConfig; cluster: Cluster; layers: ForwardLayer[] }>();
   /** Running tasks and discovery subscriptions by upstream name. */
   readonly #tasks = new Map<string, UpstreamTask[]>();
   readonly #unsubscribe = new Map<string, () => void>();
@@ -174,7 +187,16 @@ export class Sidecar {
     this.#inbound = this.#inboundListener();
     this.#security?.attachInbound(this.#inbound);
     const inbound = await this.#inbound.listen(config.inbound.port, config.inbound.address);
-    this.#ports = { admin, inbound, upstreams };
+    let proxy: number | undefined;
+    if (config.proxy) {
+      const lookup = (name: string) => {
+        const listener = this.#outbound.get(name);
+        return listener instanceof HttpListener ? listener.handler : undefined;
+      };
+      this.#proxy = new HttpListener({ name: 'proxy', maxRequestHeadBytes: config.limits.maxRequestHeadBytes, requestHeadTimeoutMs: config.limits.requestHeadTimeout, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS, log: this.log }, createHostProxy(lookup));
+      proxy = await this.#proxy.listen(config.proxy.port, config.proxy.address);
+    }
+    this.#ports = { admin, inbound, upstreams, ...(proxy === undefined ? {} : { proxy }) };
     this.#state = 'serving';
     for (const upstream of config.upstreams) this.#startTasks(upstream);
     for (const hook of this.afterStart) hook();
@@ -250,15 +272,47 @@ export class Sidecar {
       const layers = this.outboundLayers.map((make) => make({ upstream, cluster, events: this.events, log: this.log }));
       return createHttp2Proxy({ cluster, clientProto: 'http', protocol: upstream.protocol, requestTimeoutMs: request, idleTimeoutMs: idle, connectTimeoutMs: connect, poolIdleMs: poolIdle, layers, observers: this.observers, log: this.log });
     }
-    return createHttpProxy({
+    const own = this.#upstreamHandler(upstream, cluster, upstream.timeouts.request, []);
+    if (!upstream.routes || upstream.routes.length === 0) return own;
+    // Routes: each (route, target) gets a handler whose exchange carries the target's cluster and layers.
+    return createRouter({
+      upstream: upstream.name,
+      routes: upstream.routes,
+      fallback: own,
+      handlerFor: (target, route, name) => {
+        const targetUpstream = target === upstream.name ? upstream : this.config.upstreams.find((u) => u.name === target);
+        const targetCluster = target === upstream.name ? cluster : this.clusters.get(target);
+        // A reload binds new listeners before the switch; their routes are rebuilt once it is done.
+        if (!targetUpstream || !targetCluster || targetUpstream.protocol !== 'http') return notReady(target, name);
+        return this.#upstreamHandler(targetUpstream, targetCluster, route.timeout ?? targetUpstream.timeouts.request, routeLayers({ route, name }));
+      },
+    });
+  }
+
+  /** An HTTP/1.1 handler (requests and upgrades) to `cluster` through `upstream`'s layers, with `extra` layers outside them. */
+  #upstreamHandler(upstream: UpstreamConfig, cluster: Cluster, requestTimeoutMs: number, extra: ForwardLayer[]): UpgradableHandler {
+    const options: HttpProxyOptions = {
       cluster,
       clientProto: 'http',
-      requestTimeoutMs: upstream.timeouts.request,
+      requestTimeoutMs,
       idleTimeoutMs: upstream.timeouts.idle,
-      layers: this.outboundLayers.map((make) => make({ upstream, cluster, events: this.events, log: this.log })),
+      layers: extra.length === 0 ? this.#layersFor(upstream, cluster) : [...extra, ...this.#layersFor(upstream, cluster)],
       observers: this.observers,
       log: this.log,
-    });
+    };
+    return withUpgrade(createHttpProxy(options), createUpgradeProxy(options));
+  }
+
+  /**
+   * The layer chain of an upstream, built once per cluster and settings (routes aside), so its own
+   * listener and other listeners' routes to it share one breaker, retry budget and rate limit.
+   */
+  #layersFor(upstream: UpstreamConfig, cluster: Cluster): ForwardLayer[] {
+    const cached = this.#chains.get(upstream.name);
+    if (cached && cached.cluster === cluster && sameValue({ ...cached.upstream, routes: undefined }, { ...upstream, routes: undefined })) return cached.layers;
+    const layers = this.outboundLayers.map((make) => make({ upstream, cluster, events: this.events, log: this.log }));
+    this.#chains.set(upstream.name, { upstream, cluster, layers });
+    return layers;
   }
 
   #inboundListener(): Listener {
@@ -283,7 +337,7 @@ export class Sidecar {
       const { request, idle, connect, poolIdle } = inbound.timeouts;
       return createHttp2Proxy({ cluster, clientProto: this.#security ? 'https' : 'http', protocol: inbound.protocol, requestTimeoutMs: request, idleTimeoutMs: idle, connectTimeoutMs: connect, poolIdleMs: poolIdle, layers: this.inboundLayers, observers: this.observers, log: this.log });
     }
-    return createHttpProxy({
+    const options: HttpProxyOptions = {
       cluster,
       clientProto: this.#security ? 'https' : 'http',
       requestTimeoutMs: inbound.timeouts.request,
@@ -291,7 +345,8 @@ export class Sidecar {
       layers: this.inboundLayers,
       observers: this.observers,
       log: this.log,
-    });
+    };
+    return withUpgrade(createHttpProxy(options), createUpgradeProxy(options));
   }
 
   /** Listeners by name, for the admin API and metrics. */
@@ -299,6 +354,7 @@ export class Sidecar {
     const all: Array<{ name: string; listener: Listener }> = [];
     if (this.#inbound) all.push({ name: 'inbound', listener: this.#inbound });
     for (const [name, listener] of this.#outbound) all.push({ name: `outbound:${name}`, listener });
+    if (this.#proxy) all.push({ name: 'proxy', listener: this.#proxy });
     return all;
   }
 
@@ -324,7 +380,7 @@ export class Sidecar {
     const graceOver = grace > 0 ? new Promise<void>((resolve) => setTimeout(resolve, grace)) : undefined;
     await this.#inbound?.close(remaining());
     await graceOver;
-    await Promise.all([...this.#outbound.values()].map((l) => l.close(remaining())));
+    await Promise.all([...this.#outbound.values(), ...(this.#proxy ? [this.#proxy] : [])].map((l) => l.close(remaining())));
     await this.registry.stop();
     await Promise.all([this.localCluster.close(), ...[...this.clusters.values()].map((c) => c.close())]);
     await this.admin.close();
@@ -333,4 +389,16 @@ export class Sidecar {
     this.log.info('stopped');
     this.#markStopped();
   }
+}
+
+/** A route target missing for a moment (a reload binding new listeners before its switch). */
+function notReady(target: string, route: string): UpgradableHandler {
+  const error = () => meshError('NO_HEALTHY_ENDPOINT', `route ${route}: upstream "${target}" is not serving yet`);
+  return withUpgrade(
+    (req, res) => {
+      req.resume();
+      respondWithError(res, error());
+    },
+    (_req, socket) => socket.destroy(error()),
+  );
 }

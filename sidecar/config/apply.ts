@@ -136,6 +136,14 @@ export async function applyConfig(host: ReloadHost, next: Readonly<MeshletConfig
     if (port !== undefined) host.setPort(upstream.name, port);
     host.startTasks(upstream);
   }
+  // Routes hold their targets' clusters and layers (and new listeners were built before the switch):
+  // rebuild every routed listener not rebuilt above once anything about upstreams changed.
+  const { added, removed, changed, rebound } = diff.upstreams;
+  if (added.length + removed.length + changed.length + rebound.length > 0) {
+    for (const upstream of next.upstreams) {
+      if (upstream.routes && upstream.routes.length > 0 && !changed.includes(upstream.name)) swapHandler(host.outbound.get(upstream.name)!, host.outboundHandler(upstream), upstream.timeouts.idle);
+    }
+  }
   if (diff.staticEndpoints) await new StaticProvider(next).start((snapshot) => sidecar.registry.apply(snapshot));
   if (diff.localApp) sidecar.localCluster.setEndpoints([makeEndpoint({ address: next.service.address, port: next.service.port })]);
   if (diff.inbound) {

@@ -55,6 +55,7 @@ export const RESTART_ONLY_FIELDS: readonly string[] = [
   'telemetry',
   'security',
   'workers',
+  'proxy',
 ];
 
 /** Upstream fields whose change needs a new listener (or a new cluster for another service). */

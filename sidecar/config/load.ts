@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { meshError, type MeshletError } from '../errors.ts';
 import { configSchema, type MeshletConfig } from './schema.ts';
 import { resilienceIssues } from '../resilience/config-checks.ts';
+import { routingIssues } from '../routing/config.ts';
 
 /** Formats a path like ['upstreams', 1, 'port'] as `upstreams[1].port`. */
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -81,6 +82,8 @@ function crossFieldIssues(config: MeshletConfig, source: string): string[] {
     claim(`upstreams[${i}].port`, upstream.address, upstream.port);
     problems.push(...resilienceIssues(upstream, i, source));
   });
+  if (config.proxy) claim('proxy.port', config.proxy.address, config.proxy.port);
+  problems.push(...routingIssues(config.upstreams, source));
   return problems;
 }
 

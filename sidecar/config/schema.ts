@@ -11,6 +11,7 @@ import { telemetrySchema } from '../telemetry/config.ts';
 import { securitySchema } from '../security/config.ts';
 import { workersSchema } from '../workers.ts';
 import { tapSchema, traceStoreSchema } from '../admin/views-config.ts';
+import { proxyListenerSchema, routesSchema } from '../routing/config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
 export const DEFAULT_INBOUND_PORT = 15001;
@@ -71,6 +72,7 @@ export const upstreamSchema = z
     connectionLimit: connectionLimitSchema.optional(),
     hashPolicy: hashPolicySchema.optional(),
     sticky: stickySchema.optional(),
+    routes: routesSchema,
   })
   .describe('A service this app calls, exposed on a local port');
 
@@ -97,6 +99,7 @@ export const configSchema = z
       .prefault({})
       .describe('Listener for traffic from peers to the local app'),
     upstreams: z.array(upstreamSchema).default([]).describe('Services this app calls'),
+    proxy: proxyListenerSchema,
     discovery: z
       .strictObject({
         file: z

@@ -1,9 +1,11 @@
 import { STATUS_CODES, createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { DEFAULT_REQUEST_HEAD_TIMEOUT_MS } from '../config/schema.ts';
 import { meshError } from '../errors.ts';
+import { writeRawError, type HttpHandler } from '../protocols/upgrade.ts';
 import { ConnectionGate, type ConnectionGateOptions } from '../resilience/connection-limit.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { listen, waitUntil } from './listen.ts';
@@ -22,7 +24,8 @@ export interface HttpListenerOptions {
   readonly log: Logger;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+/** A request handler; one with `upgrade` also takes HTTP/1.1 Upgrades (WebSocket), else they get 400. */
+type Handler = HttpHandler;
 
 /**
  * An HTTP/1.1 (or HTTPS) listener that answers malformed requests itself (400, 431), counts requests in
@@ -35,6 +38,8 @@ export class HttpListener {
   readonly #gate: ConnectionGate | undefined;
   /** Responses not yet closed; on drain, those whose head is unsent are told `connection: close`. */
   readonly #inFlight = new Set<ServerResponse>();
+  /** Upgraded connections (WebSocket tunnels): kept across handler swaps, waited for on drain. */
+  readonly #upgraded = new Set<Duplex>();
   /** Serves each new request; swapped by a hot reload while requests under way finish with the old one. */
   #handler: Handler;
   #closing = false;
@@ -64,6 +69,7 @@ export class HttpListener {
     // Registered even when 0 (disabled), so `setHandler` can turn the idle timeout on later.
     this.server.setTimeout(options.idleTimeoutMs, (socket: Socket) => socket.destroy());
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.#onClientError(err, socket));
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
     this.#gate = options.connectionLimit && new ConnectionGate(this.server, options.connectionLimit);
     if (options.tls) this.server.on('tlsClientError', (err: Error, socket: Socket) => this.#log.warn({ listener: this.name, peer: socket.remoteAddress, err: err.message }, 'TLS handshake failed'));
   }
@@ -88,6 +94,29 @@ export class HttpListener {
       `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
         `content-length: ${Buffer.byteLength(body)}\r\nx-meshlet-error: ${error.reason}\r\nconnection: close\r\n\r\n${body}`,
     );
+  }
+
+  /** An Upgrade request: handed to the handler's `upgrade`, the connection tracked until it closes. */
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const upgrade = this.#handler.upgrade;
+    if (this.#closing || !upgrade) {
+      const kind = this.#closing ? 'SHUTTING_DOWN' : 'BAD_REQUEST';
+      writeRawError(socket, meshError(kind, this.#closing ? `listener ${this.name} is draining` : `listener ${this.name} does not take protocol upgrades`));
+      return;
+    }
+    this.#upgraded.add(socket);
+    socket.once('close', () => this.#upgraded.delete(socket));
+    upgrade(req, socket, head);
+  }
+
+  /** The handler serving new requests (the HTTP proxy listener dispatches to it by Host). */
+  get handler(): Handler {
+    return this.#handler;
+  }
+
+  /** Upgraded connections (WebSocket tunnels) open now. */
+  get upgraded(): number {
+    return this.#upgraded.size;
   }
 
   /** Requests currently being served. */
@@ -124,9 +153,10 @@ export class HttpListener {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     await waitUntil(() => {
       this.server.closeIdleConnections();
-      return this.#inFlight.size === 0;
+      return this.#inFlight.size === 0 && this.#upgraded.size === 0;
     }, drainMs);
     this.server.closeAllConnections();
+    for (const socket of this.#upgraded) socket.destroy();
     await closed;
   }
 }
