@@ -8,6 +8,7 @@ import { connect, type ClientHttp2Session } from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_POOL_IDLE_MS } from '../config/schema.ts';
 import { MeshletError, meshError } from '../errors.ts';
 
 export interface H2SessionOptions {
@@ -127,14 +128,20 @@ export class H2Sessions {
 
 const byCluster = new WeakMap<Cluster, H2Sessions>();
 
-/** The HTTP/2 sessions of a cluster, created (and tied to the cluster's lifecycle) on first use. */
-export function h2SessionsFor(cluster: Cluster, options: H2SessionOptions): H2Sessions {
+/** Used until the proxy of the cluster configures its own (e.g. a health check that comes first). */
+const DEFAULT_SESSION_OPTIONS: H2SessionOptions = { connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS, idleMs: DEFAULT_POOL_IDLE_MS };
+
+/**
+ * The HTTP/2 sessions of a cluster, created (and tied to the cluster's lifecycle) on first use.
+ * `options` (from the upstream's timeouts) apply to sessions opened from then on.
+ */
+export function h2SessionsFor(cluster: Cluster, options?: H2SessionOptions): H2Sessions {
   let sessions = byCluster.get(cluster);
   if (!sessions) {
-    sessions = new H2Sessions(cluster, options);
+    sessions = new H2Sessions(cluster, options ?? DEFAULT_SESSION_OPTIONS);
     byCluster.set(cluster, sessions);
     cluster.attachments.push(sessions);
-  } else {
+  } else if (options) {
     sessions.configure(options);
   }
   return sessions;

@@ -11,6 +11,9 @@ export function resilienceIssues(upstream: UpstreamConfig, i: number, source: st
   if (hashing && !upstream.hashPolicy) problems.push(`${at}.hashPolicy: required by balancer ${upstream.balancer} (header, cookie or source_ip), got nothing (${source})`);
   if (!hashing && upstream.hashPolicy) problems.push(`${at}.hashPolicy: only used by the ring_hash and maglev balancers, got balancer "${upstream.balancer}" (${source})`);
   if (hashing && upstream.sticky) problems.push(`${at}.sticky: consistent hashing already pins clients; use sticky with another balancer, got balancer "${upstream.balancer}" (${source})`);
+  if (upstream.healthCheck?.type === 'grpc' && upstream.protocol !== 'grpc' && upstream.protocol !== 'http2') {
+    problems.push(`${at}.healthCheck.type: grpc checks need an http2 or grpc upstream, got protocol "${upstream.protocol}" (${source})`);
+  }
   if (upstream.protocol === 'tcp') {
     for (const field of ['rateLimit', 'hashPolicy', 'sticky'] as const) {
       if (upstream[field]) problems.push(`${at}.${field}: applies to HTTP upstreams only, got protocol "tcp" (${source})`);

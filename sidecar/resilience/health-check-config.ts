@@ -1,4 +1,4 @@
-/** Config of active health checks (HTTP GET with expected status, or TCP connect). */
+/** Config of active health checks (HTTP GET with expected status, TCP connect, or gRPC Health/Check). */
 import { z } from 'zod';
 import { duration } from '../config/duration.ts';
 
@@ -9,7 +9,11 @@ export const DEFAULT_UNHEALTHY_THRESHOLD = 3;
 
 export const healthCheckSchema = z
   .strictObject({
-    type: z.enum(['http', 'tcp']).default('http').describe('http: GET `path` and expect `expectedStatuses`; tcp: a connect is enough (default http)'),
+    type: z
+      .enum(['http', 'tcp', 'grpc'])
+      .default('http')
+      .describe('http: GET `path` and expect `expectedStatuses`; tcp: a connect is enough; grpc: grpc.health.v1 Health/Check must answer SERVING (http2/grpc upstreams) (default http)'),
+    service: z.string().default('').describe('grpc checks: the service name asked about; empty (default) asks about the server as a whole'),
     path: z.string().startsWith('/', { error: 'expected a path starting with "/"' }).default('/health').describe('Path requested by HTTP checks (default /health)'),
     expectedStatuses: z.array(z.int().min(100).max(599)).min(1).default([200]).describe('Statuses that count as healthy (default [200])'),
     interval: duration(DEFAULT_HEALTH_INTERVAL_MS, 'Time between checks of one endpoint (jittered by up to 10%)'),

@@ -1,6 +1,6 @@
 /**
  * Active health checks for one upstream: every interval (jittered), each endpoint gets an HTTP GET
- * (healthy when the status is expected) or a TCP connect, over the cluster's own transport (so mTLS
+ * (healthy when the status is expected), a TCP connect or a gRPC Health/Check (SERVING), over the cluster's own transport (so mTLS
  * peers are checked over mTLS). `unhealthyThreshold` failures in a row set `healthy = false` (the pick
  * skips it); `healthyThreshold` passes in a row bring it back. Changes are `endpointHealth` events.
  */
@@ -9,6 +9,7 @@ import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { HealthCheckConfig } from './health-check-config.ts';
+import { grpcHealthCheck } from '../protocols/grpc-health.ts';
 
 interface Streak {
   passes: number;
@@ -91,7 +92,12 @@ export class HealthChecker {
     const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.#conf.timeout} ms`)), this.#conf.timeout);
     let failure: string | undefined;
     try {
-      failure = this.#conf.type === 'http' ? await this.#http(state, controller.signal) : await this.#tcp(state, controller.signal);
+      failure =
+        this.#conf.type === 'http'
+          ? await this.#http(state, controller.signal)
+          : this.#conf.type === 'grpc'
+            ? await grpcHealthCheck(this.#deps.cluster, state, this.#conf.service, controller.signal)
+            : await this.#tcp(state, controller.signal);
     } catch (err) {
       failure = controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason.message : (err as Error).message;
     } finally {

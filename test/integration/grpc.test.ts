@@ -4,7 +4,8 @@ import { connect as h2connect } from 'node:http2';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { loadGreeter, startGreeterServer, type GreeterServer } from '../../examples/grpc/server.ts';
 import { startBackend } from '../helpers/backend.ts';
-import { startSidecar, upstreamUrl, type RawConfig } from '../helpers/sidecar.ts';
+import { createTestCa } from '../helpers/mesh-ca.ts';
+import { eventually, startSidecar, upstreamUrl, type RawConfig } from '../helpers/sidecar.ts';
 
 const { Greeter } = loadGreeter();
 
@@ -86,5 +87,237 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     expect(headers?.get('x-echo')).toEqual(['ping']);
     expect(status?.code).toBe(grpc.status.OK);
     expect(status?.metadata.get('x-echo-trailer')).toEqual(['ping']);
+  });
+
+  it('server streaming: every message, then OK with trailers', async () => {
+    const { client } = await mesh();
+    const metadata = new grpc.Metadata();
+    metadata.set('x-echo', 'stream');
+    const call = (client.SayHellos as unknown as (r: unknown, m: grpc.Metadata) => grpc.ClientReadableStream<Reply>)({ name: 'Bo', count: 3 }, metadata);
+    const messages: string[] = [];
+    call.on('data', (r: Reply) => messages.push(r.message));
+    const status = await new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    expect(messages).toEqual(['Hello #1, Bo!', 'Hello #2, Bo!', 'Hello #3, Bo!']);
+    expect(status.code).toBe(grpc.status.OK);
+    expect(status.metadata.get('x-echo-trailer')).toEqual(['stream']);
+  });
+
+  it('client streaming: the server sees every message the client streamed', async () => {
+    const { client } = await mesh();
+    const reply = await new Promise<Reply>((resolve, reject) => {
+      const call = (client.GreetAll as unknown as (cb: (e: grpc.ServiceError | null, r?: Reply) => void) => grpc.ClientWritableStream<unknown>)((err, r) => (err ? reject(err) : resolve(r!)));
+      for (const name of ['Ann', 'Ben', 'Cy']) call.write({ name });
+      call.end();
+    });
+    expect(reply.message).toBe('Hello, Ann and Ben and Cy!');
+  });
+
+  it('bidirectional streaming: each reply arrives before the client sends the next message', async () => {
+    const { client } = await mesh();
+    const metadata = new grpc.Metadata();
+    metadata.set('x-echo', 'chat');
+    const call = (client.Chat as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<unknown, Reply>)(metadata);
+    const replies: string[] = [];
+    const next = () => new Promise<string>((resolve) => call.once('data', (r: Reply) => resolve(r.message)));
+    // Ping-pong: the second message is only written once the first reply came back through both sidecars.
+    for (const name of ['one', 'two', 'three']) {
+      const reply = next();
+      call.write({ name });
+      replies.push(await reply);
+    }
+    call.end();
+    const status = await new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+    expect(replies).toEqual(['Hello, one!', 'Hello, two!', 'Hello, three!']);
+    expect(status.code).toBe(grpc.status.OK);
+    expect(status.metadata.get('x-echo-trailer')).toEqual(['chat']);
+  });
+
+  it("an app's own error status (NOT_FOUND, trailers-only) passes through unchanged", async () => {
+    const { client } = await mesh();
+    const { err, status } = await unary(client, 'missing');
+    expect(err?.code).toBe(grpc.status.NOT_FOUND);
+    expect(err?.details).toBe('nobody is called "missing"');
+    expect(status?.metadata.get('x-meshlet-error')).toEqual([]);
+  });
+
+  it('no endpoint: the client sees UNAVAILABLE with the meshlet message and x-meshlet-error', async () => {
+    const outbound = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'greeter', protocol: 'grpc' }] });
+    const client = grpcClient(outbound);
+    const { err, status } = await unary(client, 'Ada');
+    expect(err?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(err?.details).toMatch(/no healthy endpoint for upstream "greeter"/);
+    // No provider announced the service yet (discovery_unavailable) or none is left (no_endpoint): both UNAVAILABLE.
+    expect(status?.metadata.get('x-meshlet-error')[0]).toMatch(/^(no_endpoint|discovery_unavailable)$/);
+  });
+
+  it('a refused connection to the only endpoint: UNAVAILABLE (upstream_connect)', async () => {
+    const closed = await greeter();
+    const port = closed.port;
+    await closed.close();
+    const outbound = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'greeter', protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port }] }] });
+    const { err, status } = await unary(grpcClient(outbound), 'Ada');
+    expect(err?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(status?.metadata.get('x-meshlet-error')).toEqual(['upstream_connect']);
+  });
+
+  it('a gRPC client deadline ends the call DEADLINE_EXCEEDED', async () => {
+    const { client } = await mesh();
+    const { err } = await unary(client, 'slow', { deadlineMs: 300 });
+    expect(err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
+  });
+
+  it('grpc-timeout is the deadline: the proxy answers grpc-status 4 (upstream_timeout) without a client-side timer', async () => {
+    const { outbound } = await mesh();
+    const session = h2connect(upstreamUrl(outbound, 'greeter'));
+    cleanup.push(() => void session.close());
+    // A raw call with no client timer: only the proxy can end it before the slow handler answers (2 s).
+    const stream = session.request({ ':method': 'POST', ':path': '/meshlet.examples.Greeter/SayHello', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '200m' });
+    const name = Buffer.from('slow');
+    const message = Buffer.concat([Buffer.from([0x0a, name.length]), name]);
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    stream.end(frame);
+    const headers = await new Promise<Record<string, unknown>>((resolve) => stream.on('response', resolve));
+    stream.resume();
+    expect(headers[':status']).toBe(200);
+    expect(headers['grpc-status']).toBe('4');
+    expect(headers['x-meshlet-error']).toBe('upstream_timeout');
+    expect(decodeURIComponent(String(headers['grpc-message']))).toMatch(/grpc-timeout/);
+  });
+
+  it('plain HTTP/2 (h2c, node:http2 client) through an http2 upstream to a node:http2 app', async () => {
+    const app = (await import('node:http2')).createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        res.writeHead(201, { 'content-type': 'text/plain', 'x-app': 'h2' });
+        res.end(`${req.method} ${req.url} ${req.httpVersion} ${body} via=${String(req.headers.via)}`);
+      });
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const appPort = (app.address() as { port: number }).port;
+    const outbound = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: appPort }] }] });
+    const session = h2connect(upstreamUrl(outbound, 'web'));
+    cleanup.push(() => void session.close());
+    const stream = session.request({ ':method': 'POST', ':path': '/echo?x=1' });
+    stream.end('payload');
+    const [headers, text] = await new Promise<[Record<string, unknown>, string]>((resolve, reject) => {
+      let h: Record<string, unknown> = {};
+      let data = '';
+      stream.on('response', (r) => (h = r));
+      stream.setEncoding('utf8');
+      stream.on('data', (c: string) => (data += c));
+      stream.on('end', () => resolve([h, data]));
+      stream.on('error', reject);
+    });
+    expect(headers[':status']).toBe(201);
+    expect(headers['x-app']).toBe('h2');
+    expect(headers.via).toBe('2 meshlet');
+    expect(text).toBe('POST /echo?x=1 2.0 payload via=2 meshlet');
+  });
+
+  it('an HTTP/1.1 backend behind an http2 upstream is refused as a protocol mismatch, not a hang', async () => {
+    const backend = await startBackend('h1');
+    cleanup.push(() => backend.close());
+    const outbound = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: backend.port }], retries: { enabled: false } }] });
+    const session = h2connect(upstreamUrl(outbound, 'web'));
+    cleanup.push(() => void session.close());
+    const stream = session.request({ ':path': '/' });
+    stream.end();
+    const headers = await new Promise<Record<string, unknown>>((resolve) => stream.on('response', resolve));
+    stream.resume();
+    expect(headers[':status']).toBe(502);
+    expect(headers['x-meshlet-error']).toMatch(/^upstream_/);
+  });
+
+  it('gRPC over mTLS between two sidecars (h2 by ALPN): unary and bidirectional calls', async () => {
+    const ca = await createTestCa({ trustDomain: 'mesh.test' });
+    cleanup.push(() => ca.cleanup());
+    const security = { mtls: true, ca: { dir: ca.dir } };
+    const app = await greeter('greeter-tls');
+    const inbound = await sidecar({ service: { name: 'greeter', port: app.port }, inbound: { protocol: 'grpc' }, security });
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'greeter', protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: inbound.ports.inbound }] }],
+      security,
+    });
+    const client = grpcClient(outbound);
+    const { err, reply } = await unary(client, 'Tess');
+    expect(err).toBeNull();
+    expect(reply).toEqual({ message: 'Hello, Tess!', instance: 'greeter-tls' });
+    const call = (client.Chat as unknown as () => grpc.ClientDuplexStream<unknown, Reply>)();
+    const first = new Promise<Reply>((resolve) => call.once('data', resolve));
+    call.write({ name: 'secure' });
+    expect((await first).message).toBe('Hello, secure!');
+    call.end();
+    expect((await new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve))).code).toBe(grpc.status.OK);
+    // The inbound speaks TLS only: a cleartext h2c client gets no HTTP/2 session.
+    const plain = h2connect(`http://127.0.0.1:${inbound.ports.inbound}`);
+    const failed = await new Promise<boolean>((resolve) => {
+      plain.once('error', () => resolve(true));
+      plain.once('close', () => resolve(true));
+      plain.once('remoteSettings', () => resolve(false));
+    });
+    plain.destroy();
+    expect(failed).toBe(true);
+  });
+
+  it('mTLS inbound refuses a caller the authorization policy denies with PERMISSION_DENIED', async () => {
+    const ca = await createTestCa({ trustDomain: 'mesh.test' });
+    cleanup.push(() => ca.cleanup());
+    const security = { mtls: true, ca: { dir: ca.dir } };
+    const app = await greeter();
+    const inbound = await sidecar({
+      service: { name: 'greeter', port: app.port },
+      inbound: { protocol: 'grpc' },
+      security: { ...security, authorization: { default: 'deny', rules: [] } },
+    });
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'greeter', protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: inbound.ports.inbound }] }],
+      security,
+    });
+    const { err, status } = await unary(grpcClient(outbound), 'Eve');
+    expect(err?.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(status?.metadata.get('x-meshlet-error')).toEqual(['unauthorized']);
+  });
+
+  it('grpc health check (grpc.health.v1) takes a NOT_SERVING endpoint out and brings it back', async () => {
+    const a = await greeter('greeter-a');
+    const b = await greeter('greeter-b');
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [
+        {
+          name: 'greeter',
+          protocol: 'grpc',
+          endpoints: [
+            { address: '127.0.0.1', port: a.port },
+            { address: '127.0.0.1', port: b.port },
+          ],
+          healthCheck: { type: 'grpc', interval: '50ms', timeout: '1s', healthyThreshold: 1, unhealthyThreshold: 1 },
+        },
+      ],
+    });
+    const cluster = outbound.clusters.get('greeter')!;
+    const stateOf = (port: number) => cluster.endpoints.find((e) => e.endpoint.port === port)!;
+    b.setServing('NOT_SERVING');
+    await eventually('greeter-b marked unhealthy', () => !stateOf(b.port).healthy);
+    expect(stateOf(a.port).healthy).toBe(true);
+    const client = grpcClient(outbound);
+    const instances = new Set<string>();
+    for (let i = 0; i < 4; i++) instances.add((await unary(client, 'x')).reply!.instance);
+    expect([...instances]).toEqual(['greeter-a']);
+    b.setServing('SERVING');
+    await eventually('greeter-b healthy again', () => stateOf(b.port).healthy);
+  });
+
+  it('a grpc health check on an http upstream is a config error naming the field', async () => {
+    await expect(
+      startSidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', endpoints: [{ address: '127.0.0.1', port: 1 }], healthCheck: { type: 'grpc' } }] }),
+    ).rejects.toThrow(/upstreams\[0\]\.healthCheck\.type: grpc checks need an http2 or grpc upstream/);
   });
 });
