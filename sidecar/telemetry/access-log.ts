@@ -49,6 +49,7 @@ export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObs
           client: x.notes.get(CLIENT_NOTE) as string | undefined,
           traceId: span ? span.spanContext().traceId : traceIdFromHeaders(x.req.headers),
           error: outcome.error?.reason,
+          route: x.notes.get('route') as string | undefined,
         },
         'access',
       );

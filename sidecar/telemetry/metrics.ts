@@ -24,8 +24,9 @@ function sharedProcessRegistry(): Registry {
   return processRegistry;
 }
 
-/** Direction and upstream of a listener named `inbound` or `outbound:NAME`. */
+/** Direction and upstream of a listener named `inbound`, `outbound:NAME` or `proxy` (the host-routing HTTP proxy). */
 function listenerLabels(name: string): { direction: string; upstream: string } {
+  if (name === 'proxy') return { direction: 'outbound', upstream: 'proxy' };
   return name.startsWith('outbound:') ? { direction: 'outbound', upstream: name.slice('outbound:'.length) } : { direction: 'inbound', upstream: 'local' };
 }
 
