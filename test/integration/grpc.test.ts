@@ -320,4 +320,49 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
       startSidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', endpoints: [{ address: '127.0.0.1', port: 1 }], healthCheck: { type: 'grpc' } }] }),
     ).rejects.toThrow(/upstreams\[0\]\.healthCheck\.type: grpc checks need an http2 or grpc upstream/);
   });
+
+  it('a refused endpoint is retried on another, streamed request bodies included (connect failures only)', async () => {
+    const dead = await greeter('dead');
+    const deadPort = dead.port;
+    await dead.close();
+    const live = await greeter('live');
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [
+        {
+          name: 'greeter',
+          protocol: 'grpc',
+          endpoints: [
+            { address: '127.0.0.1', port: deadPort },
+            { address: '127.0.0.1', port: live.port },
+          ],
+          outlierDetection: { enabled: false },
+        },
+      ],
+    });
+    const retries: string[] = [];
+    outbound.events.on('retry', (e) => retries.push(e.reason));
+    const client = grpcClient(outbound);
+    // Round robin: one of two calls picks the refused endpoint first.
+    for (let i = 0; i < 2; i++) {
+      // Client streaming: the body is a live stream, never buffered, and still resent after a refused connect.
+      const reply = await new Promise<Reply>((resolve, reject) => {
+        const call = (client.GreetAll as unknown as (cb: (e: grpc.ServiceError | null, r?: Reply) => void) => grpc.ClientWritableStream<unknown>)((err, r) => (err ? reject(err) : resolve(r!)));
+        call.write({ name: `n${i}` });
+        call.end();
+      });
+      expect(reply).toEqual({ message: `Hello, n${i}!`, instance: 'live' });
+    }
+    expect(retries).toEqual(['upstream_connect']);
+  });
+
+  it('a client cancelling a server stream cancels the upstream call too', async () => {
+    const { client, outbound } = await mesh();
+    const call = (client.SayHellos as unknown as (r: unknown) => grpc.ClientReadableStream<Reply>)({ name: 'long', count: 100000 });
+    await new Promise<void>((resolve) => call.once('data', () => resolve()));
+    call.on('error', () => {});
+    call.cancel();
+    const cluster = outbound.clusters.get('greeter')!;
+    await eventually('no stream in flight to the upstream', () => cluster.endpoints.every((e) => e.active === 0));
+  });
 });
