@@ -21,7 +21,7 @@ import { TcpListener } from './listeners/tcp-listener.ts';
 import { Http2Listener, type Http2Handler } from './listeners/http2-listener.ts';
 import type { ExchangeObserver, ForwardLayer } from './protocols/exchange.ts';
 import { createHttpProxy, type HttpProxyOptions } from './protocols/http1.ts';
-import { createUpgradeProxy, withUpgrade, type HttpHandler as UpgradableHandler } from './protocols/upgrade.ts';
+import { createUpgradeProxy, withUpgrade, writeRawError, type HttpHandler as UpgradableHandler } from './protocols/upgrade.ts';
 import { createRouter, routeLayers } from './routing/router.ts';
 import { createHostProxy } from './routing/host-proxy.ts';
 import { sameValue } from './config/diff.ts';
@@ -399,6 +399,6 @@ function notReady(target: string, route: string): UpgradableHandler {
       req.resume();
       respondWithError(res, error());
     },
-    (_req, socket) => socket.destroy(error()),
+    (_req, socket) => writeRawError(socket, error()),
   );
 }

@@ -87,6 +87,8 @@ function createUpgradeForward(requestMs: number): Forward {
       req.once('error', fail);
       req.once('upgrade', (res: IncomingMessage, socket: Duplex, head: Buffer) => {
         cleanup();
+        // Until the client side is joined, an error here must not go unheard (it would end the process).
+        socket.on('error', () => socket.destroy());
         x.notes.set(TUNNEL_NOTE, { socket, head } satisfies Tunnel);
         const body = new PassThrough();
         body.end();
@@ -164,6 +166,8 @@ export function createUpgradeProxy(options: HttpProxyOptions): UpgradeHandler {
         for (const o of observers) o.onStart?.(exchange);
         upstream = await forward(exchange);
       } catch (err) {
+        // A layer failing after the endpoint switched protocols must not leave that connection open.
+        (exchange.notes.get(TUNNEL_NOTE) as Tunnel | undefined)?.socket.destroy();
         const error = err instanceof MeshletError ? err : upstreamError(err, cluster.name);
         if (!controller.signal.aborted) writeRawError(socket, error);
         else socket.destroy();
@@ -171,6 +175,7 @@ export function createUpgradeProxy(options: HttpProxyOptions): UpgradeHandler {
         return;
       }
       const tunnel = exchange.notes.get(TUNNEL_NOTE) as Tunnel | undefined;
+      if (tunnel && upstream.statusCode !== 101) tunnel.socket.destroy();
       if (upstream.statusCode === 101 && tunnel) {
         upstream.body.resume();
         socket.removeListener('close', onClientClose);
