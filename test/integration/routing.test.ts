@@ -302,4 +302,33 @@ describe('routes under hot reload', () => {
     expect(await via('/beta/x')).toBe('v1');
     expect(connections).toBe(1);
   });
+
+  it('a reload adding an upstream and a route to it serves the route at once; a reload naming an unknown upstream is refused', async () => {
+    const [v1, v2] = await Promise.all([backend('v1'), backend('v2')]);
+    const base = fullConfig({ service: { name: 'app', port: 1 }, upstreams: [{ name: 'greeter', endpoints: at(v1) }] });
+    const sidecar = await sidecarWith(base);
+    const next = validateConfig(
+      { ...base, upstreams: [{ name: 'greeter', port: 0, endpoints: at(v1), routes: [{ match: { prefix: '/new' }, to: 'fresh' }] }, { name: 'fresh', port: 0, endpoints: at(v2) }] },
+      'test',
+    );
+    const diff = diffConfig(sidecar.config, next);
+    expect(diff.upstreams).toMatchObject({ added: ['fresh'], changed: ['greeter'] });
+    expect(await sidecar.applyConfig(next, diff)).toEqual([]);
+    expect((await call(`${upstreamUrl(sidecar, 'greeter')}/new/x`)).backend).toBe('v2');
+    // `fresh` rebound (a new cluster): the unchanged router of greeter follows it, endpoint changes included.
+    const v3 = await backend('v3');
+    const withFresh = (fresh: RawConfig) =>
+      validateConfig({ ...base, upstreams: [{ name: 'greeter', port: 0, endpoints: at(v1), routes: [{ match: { prefix: '/new' }, to: 'fresh' }] }, { name: 'fresh', port: 0, ...fresh }] }, 'test');
+    const rebound = withFresh({ endpoints: at(v2), connectionLimit: { maxConnections: 50 } });
+    const reboundDiff = diffConfig(sidecar.config, rebound);
+    expect(reboundDiff.upstreams).toMatchObject({ rebound: ['fresh'], changed: [] });
+    expect(await sidecar.applyConfig(rebound, reboundDiff)).toEqual([]);
+    expect((await call(`${upstreamUrl(sidecar, 'greeter')}/new/y`)).backend).toBe('v2');
+    const moved = withFresh({ endpoints: at(v3), connectionLimit: { maxConnections: 50 } });
+    expect(await sidecar.applyConfig(moved, diffConfig(sidecar.config, moved))).toEqual([]);
+    expect((await call(`${upstreamUrl(sidecar, 'greeter')}/new/z`)).backend).toBe('v3');
+    expect(() => validateConfig({ ...base, upstreams: [{ name: 'greeter', port: 0, routes: [{ match: {}, to: 'gone' }] }] }, 'meshlet.yaml')).toThrow(
+      'upstreams[0].routes[0].to: no upstream named "gone", got "gone" (meshlet.yaml)',
+    );
+  });
 });
