@@ -27,6 +27,13 @@ export interface HttpListenerOptions {
 /** A request handler; one with `upgrade` also takes HTTP/1.1 Upgrades (WebSocket), else they get 400. */
 type Handler = HttpHandler;
 
+/** Whether an Upgrade request is tunnelled: no body to forward first, and not h2c (served as HTTP/1.1). */
+function tunnels(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) return false;
+  return !/^\s*h2c\s*$/i.test(req.headers.upgrade ?? '');
+}
+
 /**
  * An HTTP/1.1 (or HTTPS) listener that answers malformed requests itself (400, 431), counts requests in
  * flight, and drains: on close it stops accepting, lets in-flight requests finish, then cuts the rest.
@@ -58,6 +65,9 @@ export class HttpListener {
       connectionsCheckingInterval: headTimeoutMs > 0 ? Math.max(100, Math.min(30_000, Math.floor(headTimeoutMs / 2))) : 30_000,
       keepAliveTimeout: 5_000,
       noDelay: true,
+      // Upgrades (WebSocket) are tunnelled when the handler takes them; an upgrade request with a body, or
+      // an h2c upgrade, is served as a plain HTTP/1.1 request (the server may ignore Upgrade, RFC 9110 7.8).
+      shouldUpgradeCallback: (req: IncomingMessage) => this.#handler.upgrade !== undefined && tunnels(req),
     };
     const tracked: Handler = (req, res) => {
       this.#inFlight.add(res);

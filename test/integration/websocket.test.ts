@@ -4,7 +4,7 @@
  * hot reload and counted by drain.
  */
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { validateConfig } from '../../sidecar/config/load.ts';
@@ -143,6 +143,30 @@ describe('WebSocket through outbound -> inbound sidecars', () => {
     const dead = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'dead', endpoints: [{ address: '127.0.0.1', port: 1 }] }] });
     const broken = await open(`ws://127.0.0.1:${dead.ports.upstreams.dead}/chat`).catch((err: { status: number; meshletError?: string }) => err);
     expect(broken).toMatchObject({ status: 502, meshletError: 'upstream_connect' });
+  });
+
+  it('serves an h2c upgrade, or an upgrade request with a body, as a plain HTTP/1.1 request', async () => {
+    const { client, plainBackend } = await meshPair(undefined)();
+    const ask = (headers: Record<string, string>, body?: string) =>
+      new Promise<{ status: number; upgraded: boolean; text: string }>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: client.ports.upstreams.web, method: body ? 'POST' : 'GET', path: '/plain', headers: { connection: 'upgrade', ...headers } });
+        req.once('upgrade', (res, socket) => {
+          socket.destroy();
+          resolve({ status: res.statusCode!, upgraded: true, text: '' });
+        });
+        req.once('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, upgraded: false, text }));
+        });
+        req.once('error', reject);
+        req.end(body);
+      });
+    expect(await ask({ upgrade: 'h2c', 'http2-settings': 'AAMAAABkAARAAAAAAAIAAAAA' })).toMatchObject({ status: 200, upgraded: false });
+    expect(plainBackend.lastHeaders?.upgrade).toBeUndefined();
+    const posted = await ask({ upgrade: 'websocket' }, 'payload');
+    expect(posted).toMatchObject({ status: 200, upgraded: false });
+    expect(JSON.parse(posted.text)).toMatchObject({ backend: 'plain', method: 'POST' });
   });
 
   it('keeps a tunnel open across a hot reload of its upstream, and drain waits for it', async () => {
