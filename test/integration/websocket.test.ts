@@ -53,9 +53,9 @@ async function sidecar(raw: RawConfig): Promise<Sidecar> {
 }
 
 /** Opens a WebSocket and resolves once open, or rejects with the HTTP answer that refused it. */
-function open(url: string): Promise<WebSocket> {
+function open(url: string, headers?: Record<string, string>): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, headers ? { headers } : undefined);
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
@@ -93,6 +93,7 @@ function meshPair(security: RawConfig | undefined) {
         { name: 'chat', endpoints: [{ address: '127.0.0.1', port: server.ports.inbound }] },
       ],
       ...(security ? { security } : {}),
+      proxy: { port: 0 },
     });
     return { app, server, client, plainBackend };
   };
@@ -127,6 +128,10 @@ describe('WebSocket through outbound -> inbound sidecars', () => {
       expect(inbound.upgraded).toBe(1);
       await closeWs(ws);
       await eventually('tunnels closed', () => outbound.upgraded === 0 && inbound.upgraded === 0);
+      // Through the host-routing proxy listener: Host names the upstream.
+      const viaProxy = await open(`ws://127.0.0.1:${client.ports.proxy}/room2`, { host: 'chat' });
+      expect(await roundTrip(viaProxy, 'proxied')).toBe('echo:proxied');
+      await closeWs(viaProxy);
     });
   }
 
