@@ -8,7 +8,7 @@
  * `allowHTTP1` TLS listener (those get plain HTTP errors and no trailers).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
 import { MeshletError, meshError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -68,8 +68,10 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     const via = h2 ? '2 meshlet' : '1.1 meshlet';
     const grpc = options.protocol === 'grpc' || isGrpcRequest(req.headers['content-type']);
     const client = new AbortController();
+    // A client's RST_STREAM can leave the compat response claiming writableFinished: the code tells.
     res.once('close', () => {
-      if (!res.writableFinished) client.abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
+      const reset = h2 && ((res as Http2ServerResponse).stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR;
+      if (reset || !res.writableFinished) client.abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
     });
     const headers = endToEndHeaders(withoutPseudoHeaders(req.headers));
     const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
@@ -111,8 +113,9 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     try {
       for (const o of observers) o.onStart?.(x);
       upstream = await forward(x);
-      if (writeResponse(req, res, upstream, clientHeaders(upstream.headers, via))) upstream.body.resume();
-      else if (grpc && isHttp2(req)) await relay(upstream.body, res as Http2ServerResponse);
+      const trailed = { seen: false };
+      if (writeResponse(req, res, upstream, clientHeaders(upstream.headers, via), trailed)) upstream.body.resume();
+      else if (grpc && isHttp2(req)) await relay(upstream.body, res as Http2ServerResponse, trailed);
       else await pump(upstream.body, res as ServerResponse);
     } catch (err) {
       if (upstream && !upstream.body.destroyed) upstream.body.destroy();
@@ -139,13 +142,18 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
  * Writes the response head; a trailers-only response (headers with END_STREAM) stays one, and then
  * resolves true: the response is complete.
  */
-function writeResponse(req: Req, res: Res, upstream: UpstreamResponse, headers: HeaderMap): boolean {
+function writeResponse(req: Req, res: Res, upstream: UpstreamResponse, headers: HeaderMap, trailed: { seen: boolean }): boolean {
   if (isH2Response(upstream)) {
     if (upstream.headersOnly && isHttp2(req)) {
       (res as Http2ServerResponse).stream.respond({ ...headers, ':status': upstream.statusCode }, { endStream: true });
       return true;
     }
-    if (isHttp2(req)) upstream.onTrailers((trailers) => (res as Http2ServerResponse).addTrailers(endToEndHeaders(trailers)));
+    if (isHttp2(req)) {
+      upstream.onTrailers((trailers) => {
+        trailed.seen = true;
+        (res as Http2ServerResponse).addTrailers(endToEndHeaders(trailers));
+      });
+    }
   }
   (res as ServerResponse).writeHead(upstream.statusCode, headers);
   return false;
@@ -153,9 +161,10 @@ function writeResponse(req: Req, res: Res, upstream: UpstreamResponse, headers: 
 
 /**
  * Streams a gRPC response body to the client. Unlike pump, an upstream failure leaves the client's
- * stream open, so the failure can still be reported as a grpc-status in trailers.
+ * stream open, so the failure can still be reported as a grpc-status in trailers. A gRPC response
+ * that ends without trailers (no grpc-status) was cut short, whatever the stream says.
  */
-function relay(src: Readable, dst: Http2ServerResponse): Promise<void> {
+function relay(src: Readable, dst: Http2ServerResponse, trailed: { seen: boolean }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const settle = (err?: Error) => {
@@ -167,14 +176,19 @@ function relay(src: Readable, dst: Http2ServerResponse): Promise<void> {
     };
     src.on('error', () => {});
     src.once('end', () => {
+      if (!trailed.seen) {
+        settle(Object.assign(new Error('upstream ended the gRPC response without trailers (no grpc-status)'), { code: 'ECONNRESET' }));
+        return;
+      }
       dst.end();
       settle();
     });
     src.once('close', () => {
       if (!src.readableEnded) settle(src.errored ?? Object.assign(new Error('upstream stream closed before its end'), { code: 'ECONNRESET' }));
     });
+    // The client's stream closing before the upstream's ended: the client cancelled.
     dst.once('close', () => {
-      if (dst.writableFinished) return;
+      if (settled) return;
       src.destroy();
       settle(Object.assign(new Error('client closed the stream'), { code: 'ECONNRESET' }));
     });

@@ -343,7 +343,7 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     const retries: string[] = [];
     outbound.events.on('retry', (e) => retries.push(e.reason));
     const client = grpcClient(outbound);
-    // Round robin: one of two calls picks the refused endpoint first.
+    // Round robin: at least one of two calls picks the refused endpoint first.
     for (let i = 0; i < 2; i++) {
       // Client streaming: the body is a live stream, never buffered, and still resent after a refused connect.
       const reply = await new Promise<Reply>((resolve, reject) => {
@@ -353,7 +353,8 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
       });
       expect(reply).toEqual({ message: `Hello, n${i}!`, instance: 'live' });
     }
-    expect(retries).toEqual(['upstream_connect']);
+    expect(retries.length).toBeGreaterThan(0);
+    expect(new Set(retries)).toEqual(new Set(['upstream_connect']));
   });
 
   it('a client cancelling a server stream cancels the upstream call too', async () => {
@@ -364,5 +365,32 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     call.cancel();
     const cluster = outbound.clusters.get('greeter')!;
     await eventually('no stream in flight to the upstream', () => cluster.endpoints.every((e) => e.active === 0));
+  });
+
+  it('an upstream reset after the response started ends the call with UNAVAILABLE trailers, not a bare reset', async () => {
+    const http2 = await import('node:http2');
+    const app = http2.createServer();
+    app.on('stream', (stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      stream.on('error', () => {});
+      stream.write(Buffer.from([0, 0, 0, 0, 0]), () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'broken', protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: (app.address() as { port: number }).port }] }],
+    });
+    const session = h2connect(upstreamUrl(outbound, 'broken'));
+    cleanup.push(() => void session.close());
+    const stream = session.request({ ':method': 'POST', ':path': '/x.Y/Z', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.end(Buffer.from([0, 0, 0, 0, 0]));
+    stream.resume();
+    const trailers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      stream.on('trailers', resolve);
+      stream.on('close', () => reject(new Error(`closed without trailers (code ${stream.rstCode})`)));
+    });
+    expect(trailers['grpc-status']).toBe('14');
+    expect(trailers['x-meshlet-error']).toBe('upstream_reset');
   });
 });
