@@ -12,6 +12,8 @@ import { parseArgs } from 'node:util';
 import { initCa } from '../certs/store.ts';
 import { waitReady } from '../sidecar/admin/wait-ready.ts';
 import { startGreeter } from './services/greeter.ts';
+import * as grpc from '@grpc/grpc-js';
+import { loadGreeter, startGreeterServer } from './grpc/server.ts';
 
 const MAIN = new URL('../sidecar/main.ts', import.meta.url).pathname;
 
@@ -38,6 +40,30 @@ function startSidecar(name: string, configPath: string, quiet: boolean): ChildPr
 async function sidecarReady(adminPort: number, timeoutMs = 15_000): Promise<void> {
   const { ready, last } = await waitReady(`http://127.0.0.1:${adminPort}`, timeoutMs);
   if (!ready) throw new Error(`sidecar with admin port ${adminPort} not ready after ${timeoutMs} ms (last: ${last})`);
+}
+
+/** One gRPC call through the mesh, printed; resolves whether it succeeded. */
+async function grpcHello(port: number): Promise<boolean> {
+  const { Greeter } = loadGreeter();
+  const client = new Greeter(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const started = performance.now();
+  try {
+    const reply = await new Promise<{ message: string; instance: string }>((resolve, reject) =>
+      (client as unknown as { SayHello: (req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, r: { message: string; instance: string }) => void) => void }).SayHello(
+        { name: 'demo' },
+        { deadline: Date.now() + 5000 },
+        (err, r) => (err ? reject(err) : resolve(r)),
+      ),
+    );
+    process.stdout.write(`gRPC SayHello through the mesh: "${reply.message}" answered by ${reply.instance} in ${(performance.now() - started).toFixed(1)} ms\n`);
+    return true;
+  } catch (err) {
+    const e = err as grpc.ServiceError;
+    process.stdout.write(`gRPC SayHello failed: ${grpc.status[e.code] ?? e.code} ${e.details ?? e.message}\n`);
+    return false;
+  } finally {
+    client.close();
+  }
 }
 
 /** Runs the demo until Ctrl-C (or `--requests N` calls); resolves with the exit code. */
@@ -76,6 +102,24 @@ export async function runDemo(args: string[]): Promise<number> {
     children.push(startSidecar(instance, path, !values.verbose));
     instances.push({ instance, inbound, admin });
   }
+  // A gRPC service too: h2 over mTLS between sidecars, h2c to the app, checked with grpc.health.v1.
+  const grpcApp = await startGreeterServer(0, 'greeter-grpc');
+  stops.push(() => grpcApp.close());
+  const grpcInbound = await freePort();
+  const grpcAdmin = await freePort();
+  const grpcConfig = {
+    service: { name: 'greeter-grpc', port: grpcApp.port },
+    inbound: { address: '127.0.0.1', port: grpcInbound, protocol: 'grpc' },
+    admin: { port: grpcAdmin },
+    logging: { level: 'warn', accessLog: false },
+    security,
+    telemetry,
+  };
+  const grpcConfigPath = join(dir, 'greeter-grpc.json');
+  await writeFile(grpcConfigPath, JSON.stringify(grpcConfig, null, 2));
+  children.push(startSidecar('greeter-grpc', grpcConfigPath, !values.verbose));
+  const grpcUpstreamPort = await freePort();
+
   await writeFile(catalogPath, `services:\n  greeter:\n${instances.map((i) => `    - { address: 127.0.0.1, port: ${i.inbound} }`).join('\n')}\n`);
 
   const upstreamPort = await freePort();
@@ -83,7 +127,10 @@ export async function runDemo(args: string[]): Promise<number> {
     service: { name: 'frontend', port: await freePort() },
     inbound: { address: '127.0.0.1', port: await freePort() },
     admin: { port: frontendAdmin },
-    upstreams: [{ name: 'greeter', port: upstreamPort, balancer: 'round_robin' }],
+    upstreams: [
+      { name: 'greeter', port: upstreamPort, balancer: 'round_robin' },
+      { name: 'greeter-grpc', port: grpcUpstreamPort, protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: grpcInbound }], healthCheck: { type: 'grpc', interval: '2s' } },
+    ],
     discovery: { file: { path: catalogPath } },
     logging: { level: 'warn', accessLog: false },
     security,
@@ -106,7 +153,7 @@ export async function runDemo(args: string[]): Promise<number> {
   process.once('SIGTERM', () => void shutdown());
 
   try {
-    await Promise.all([...instances.map((i) => sidecarReady(i.admin)), sidecarReady(frontendAdmin)]);
+    await Promise.all([...instances.map((i) => sidecarReady(i.admin)), sidecarReady(grpcAdmin), sidecarReady(frontendAdmin)]);
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     await shutdown();
@@ -116,6 +163,7 @@ export async function runDemo(args: string[]): Promise<number> {
     `Meshlet demo mesh is up on loopback:\n` +
       `  greeter-1, greeter-2   each behind a sidecar (inbound ${instances.map((i) => i.inbound).join(', ')})\n` +
       `  frontend sidecar       upstream "greeter" on 127.0.0.1:${upstreamPort}, discovered from ${catalogPath}\n` +
+      `  greeter-grpc           gRPC Greeter (examples/grpc) behind a sidecar; frontend upstream "greeter-grpc" on 127.0.0.1:${grpcUpstreamPort}\n` +
       `  admin API              http://127.0.0.1:${frontendAdmin}/endpoints\n` +
       `  dashboard              http://127.0.0.1:${frontendAdmin}/dashboard   (live requests, traces from every sidecar)\n` +
       `  tap                    meshlet tap --admin http://127.0.0.1:${frontendAdmin}\n` +
@@ -123,7 +171,7 @@ export async function runDemo(args: string[]): Promise<number> {
       `Calling http://127.0.0.1:${upstreamPort}/hello through the mesh (Ctrl-C to stop):\n`,
   );
 
-  let failures = 0;
+  let failures = (await grpcHello(grpcUpstreamPort)) ? 0 : 1;
   for (let n = 1; n <= maxRequests && !stopping; n++) {
     const started = performance.now();
     try {

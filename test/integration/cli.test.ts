@@ -151,6 +151,7 @@ describe('meshlet demo', () => {
     expect(out).toMatch(/#1 200 answered by greeter-[12]/);
     expect(out).toContain('answered by greeter-1');
     expect(out).toContain('answered by greeter-2');
+    expect(out).toMatch(/gRPC SayHello through the mesh: "Hello, demo!" answered by greeter-grpc/);
     expect(out).not.toContain('failed');
     expect(out).toMatch(/dashboard\s+http:\/\/127\.0\.0\.1:\d+\/dashboard/);
   });
