@@ -13,7 +13,7 @@ export const healthCheckSchema = z
       .enum(['http', 'tcp', 'grpc'])
       .default('http')
       .describe('http: GET `path` and expect `expectedStatuses`; tcp: a connect is enough; grpc: grpc.health.v1 Health/Check must answer SERVING (http2/grpc upstreams) (default http)'),
-    service: z.string().default('').describe('grpc checks: the service name asked about; empty (default) asks about the server as a whole'),
+    service: z.string().optional().describe('grpc checks: the service name asked about; unset or empty asks about the server as a whole'),
     path: z.string().startsWith('/', { error: 'expected a path starting with "/"' }).default('/health').describe('Path requested by HTTP checks (default /health)'),
     expectedStatuses: z.array(z.int().min(100).max(599)).min(1).default([200]).describe('Statuses that count as healthy (default [200])'),
     interval: duration(DEFAULT_HEALTH_INTERVAL_MS, 'Time between checks of one endpoint (jittered by up to 10%)'),

@@ -96,7 +96,7 @@ export class HealthChecker {
         this.#conf.type === 'http'
           ? await this.#http(state, controller.signal)
           : this.#conf.type === 'grpc'
-            ? await grpcHealthCheck(this.#deps.cluster, state, this.#conf.service, controller.signal)
+            ? await grpcHealthCheck(this.#deps.cluster, state, this.#conf.service ?? '', controller.signal)
             : await this.#tcp(state, controller.signal);
     } catch (err) {
       failure = controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason.message : (err as Error).message;
