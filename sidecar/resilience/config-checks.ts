@@ -14,6 +14,9 @@ export function resilienceIssues(upstream: UpstreamConfig, i: number, source: st
   if (upstream.healthCheck?.type === 'grpc' && upstream.protocol !== 'grpc' && upstream.protocol !== 'http2') {
     problems.push(`${at}.healthCheck.type: grpc checks need an http2 or grpc upstream, got protocol "${upstream.protocol}" (${source})`);
   }
+  if (upstream.healthCheck && upstream.healthCheck.type === 'http' && (upstream.protocol === 'grpc' || upstream.protocol === 'http2')) {
+    problems.push(`${at}.healthCheck.type: http checks speak HTTP/1.1, which a ${upstream.protocol} upstream's endpoints may not; use grpc or tcp, got "http" (${source})`);
+  }
   if (upstream.protocol === 'tcp') {
     for (const field of ['rateLimit', 'hashPolicy', 'sticky'] as const) {
       if (upstream[field]) problems.push(`${at}.${field}: applies to HTTP upstreams only, got protocol "tcp" (${source})`);

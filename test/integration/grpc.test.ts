@@ -319,6 +319,9 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     await expect(
       startSidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', endpoints: [{ address: '127.0.0.1', port: 1 }], healthCheck: { type: 'grpc' } }] }),
     ).rejects.toThrow(/upstreams\[0\]\.healthCheck\.type: grpc checks need an http2 or grpc upstream/);
+    await expect(
+      startSidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'g', protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: 1 }], healthCheck: { path: '/health' } }] }),
+    ).rejects.toThrow(/upstreams\[0\]\.healthCheck\.type: http checks speak HTTP\/1\.1/);
   });
 
   it('a refused endpoint is retried on another, streamed request bodies included (connect failures only)', async () => {
