@@ -1,6 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { connect as h2connect } from 'node:http2';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfigFile } from '../../sidecar/config/load.ts';
+import { installConfigReload } from '../../sidecar/config/reloader.ts';
+import { Sidecar as SidecarClass } from '../../sidecar/sidecar.ts';
+import { silentLogger } from '../../sidecar/telemetry/logger.ts';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { loadGreeter, startGreeterServer, type GreeterServer } from '../../examples/grpc/server.ts';
 import { startBackend } from '../helpers/backend.ts';
@@ -395,5 +402,44 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     });
     expect(trailers['grpc-status']).toBe('14');
     expect(trailers['x-meshlet-error']).toBe('upstream_reset');
+  });
+
+  it('hot reload: new calls go to the new endpoint while a bidirectional stream on the old one carries on', async () => {
+    const a = await greeter('greeter-a');
+    const b = await greeter('greeter-b');
+    const dir = await mkdtemp(join(tmpdir(), 'meshlet-grpc-reload-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const file = join(dir, 'meshlet.json');
+    const raw = {
+      service: { name: 'frontend', port: 1 },
+      inbound: { address: '127.0.0.1', port: 0 },
+      admin: { address: '127.0.0.1', port: 0 },
+      logging: { level: 'silent', accessLog: false },
+      upstreams: [{ name: 'greeter', port: 0, protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: a.port }], timeouts: { request: '5s' } }],
+    };
+    await writeFile(file, JSON.stringify(raw));
+    const frontend = new SidecarClass(await loadConfigFile(file), { log: silentLogger() });
+    const reloader = installConfigReload(frontend, file, 20);
+    cleanup.push(() => frontend.stop());
+    await frontend.start();
+    reloader.stop();
+    const client = grpcClient(frontend);
+    const chat = (client.Chat as unknown as () => grpc.ClientDuplexStream<unknown, Reply>)();
+    const say = (name: string) => {
+      const reply = new Promise<Reply>((resolve) => chat.once('data', resolve));
+      chat.write({ name });
+      return reply;
+    };
+    expect(await say('before')).toEqual({ message: 'Hello, before!', instance: 'greeter-a' });
+
+    raw.upstreams[0]!.endpoints = [{ address: '127.0.0.1', port: b.port }];
+    raw.upstreams[0]!.timeouts = { request: '4s' };
+    await writeFile(file, JSON.stringify(raw));
+    expect(await reloader.reload('admin')).toMatchObject({ ok: true });
+
+    expect((await unary(client, 'new')).reply?.instance).toBe('greeter-b');
+    expect(await say('after')).toEqual({ message: 'Hello, after!', instance: 'greeter-a' });
+    chat.end();
+    expect((await new Promise<grpc.StatusObject>((resolve) => chat.on('status', resolve))).code).toBe(grpc.status.OK);
   });
 });
