@@ -442,4 +442,51 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     chat.end();
     expect((await new Promise<grpc.StatusObject>((resolve) => chat.on('status', resolve))).code).toBe(grpc.status.OK);
   });
+
+  it('drain: a call in flight when the sidecar stops still completes; the listener then refuses new sessions', async () => {
+    const http2 = await import('node:http2');
+    let arrived!: () => void;
+    const requestArrived = new Promise<void>((resolve) => (arrived = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const app = http2.createServer((req, res) => {
+      arrived();
+      void released.then(() => res.end('late answer'));
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const outbound = await startSidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'web', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: (app.address() as { port: number }).port }] }],
+      shutdown: { drainTimeout: '5s' },
+    });
+    const url = upstreamUrl(outbound, 'web');
+    const session = h2connect(url);
+    session.on('error', () => {});
+    cleanup.push(() => void session.destroy());
+    const stream = session.request({ ':path': '/slow' });
+    stream.end();
+    let body = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (c: string) => (body += c));
+    const ended = new Promise<void>((resolve) => stream.on('end', resolve));
+    await requestArrived;
+    const stopped = outbound.stop();
+    // The outbound listener stops accepting (after the inbound drained) while the call is still in flight.
+    const refused = () =>
+      new Promise<boolean>((resolve) => {
+        const other = h2connect(url);
+        other.once('connect', () => {
+          other.destroy();
+          resolve(false);
+        });
+        other.once('error', () => resolve(true));
+      });
+    await eventually('outbound listener refuses new connections', refused);
+    expect(stream.closed).toBe(false);
+    release();
+    await ended;
+    await stopped;
+    expect(body).toBe('late answer');
+  });
 });
