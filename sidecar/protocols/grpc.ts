@@ -20,6 +20,9 @@ export const GRPC_STATUS = {
   UNAUTHENTICATED: 16,
 } as const;
 
+/** Key under which the call's final grpc-status (the app's or Meshlet's) is left in `exchange.notes` (access log). */
+export const GRPC_STATUS_NOTE = 'grpc.status';
+
 /** The gRPC status a proxy-made failure stands for. */
 export function grpcStatusOf(err: Pick<MeshletError, 'reason' | 'status'>): number {
   switch (err.reason) {

@@ -13,7 +13,7 @@ import type { Readable, Writable } from 'node:stream';
 import { MeshletError, meshError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
-import { grpcErrorHeaders, isGrpcRequest, parseGrpcTimeout } from './grpc.ts';
+import { GRPC_STATUS_NOTE, grpcErrorHeaders, grpcStatusOf, isGrpcRequest, parseGrpcTimeout } from './grpc.ts';
 import { createH2Forward, isH2Response, withoutPseudoHeaders } from './h2-forward.ts';
 import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
 import { pump } from './pump.ts';
@@ -113,6 +113,7 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     try {
       for (const o of observers) o.onStart?.(x);
       upstream = await forward(x);
+      if (grpc) noteGrpcStatus(x, upstream);
       const trailed = { seen: false };
       if (writeResponse(req, res, upstream, clientHeaders(upstream.headers, via), trailed)) upstream.body.resume();
       else if (grpc && isHttp2(req)) await relay(upstream.body, res as Http2ServerResponse, trailed);
@@ -120,6 +121,7 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     } catch (err) {
       if (upstream && !upstream.body.destroyed) upstream.body.destroy();
       error = clientGone.aborted && !res.headersSent ? undefined : toMeshError(err, x);
+      if (error && grpc) x.notes.set(GRPC_STATUS_NOTE, grpcStatusOf(error));
       if (error && !clientGone.aborted) respondError(req, res, error, grpc);
       else if (!res.destroyed && !res.writableFinished) res.destroy();
       if (error && error.status >= 500) log.debug({ err: error, upstream: cluster.name }, 'proxy error');
@@ -136,6 +138,16 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     };
     for (const o of observers) o.onEnd?.(x, outcome);
   }
+}
+
+/** Leaves the app's grpc-status (trailers-only headers, or trailers when they come) in the notes. */
+function noteGrpcStatus(x: ProxyExchange, upstream: UpstreamResponse): void {
+  const inHeaders = upstream.headers['grpc-status'];
+  if (inHeaders !== undefined) x.notes.set(GRPC_STATUS_NOTE, Number(inHeaders));
+  if (!isH2Response(upstream)) return;
+  upstream.onTrailers((trailers) => {
+    if (trailers['grpc-status'] !== undefined) x.notes.set(GRPC_STATUS_NOTE, Number(trailers['grpc-status']));
+  });
 }
 
 /**

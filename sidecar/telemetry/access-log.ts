@@ -6,6 +6,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ExchangeObserver } from '../protocols/exchange.ts';
+import { GRPC_STATUS_NOTE } from '../protocols/grpc.ts';
 import type { Logger } from './logger.ts';
 import { traceIdFromHeaders } from './propagation.ts';
 import { TRACE_NOTE } from './tracing.ts';
@@ -50,6 +51,7 @@ export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObs
           traceId: span ? span.spanContext().traceId : traceIdFromHeaders(x.req.headers),
           error: outcome.error?.reason,
           route: x.notes.get('route') as string | undefined,
+          grpcStatus: x.notes.get(GRPC_STATUS_NOTE) as number | undefined,
         },
         'access',
       );

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { loadConfigFile } from '../../sidecar/config/load.ts';
 import { installConfigReload } from '../../sidecar/config/reloader.ts';
 import { Sidecar as SidecarClass } from '../../sidecar/sidecar.ts';
-import { silentLogger } from '../../sidecar/telemetry/logger.ts';
+import { createLogger, silentLogger } from '../../sidecar/telemetry/logger.ts';
+import { Writable } from 'node:stream';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { loadGreeter, startGreeterServer, type GreeterServer } from '../../examples/grpc/server.ts';
 import { startBackend } from '../helpers/backend.ts';
@@ -488,5 +489,43 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     await ended;
     await stopped;
     expect(body).toBe('late answer');
+  });
+
+  it('the access log line of a gRPC call carries its grpc-status (the app\'s, or Meshlet\'s)', async () => {
+    let text = '';
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        text += chunk.toString();
+        done();
+      },
+    });
+    const app = await greeter();
+    const outbound = await startSidecar(
+      {
+        service: { name: 'frontend', port: 1 },
+        logging: { level: 'info', accessLog: true },
+        upstreams: [
+          { name: 'greeter', protocol: 'grpc', endpoints: [{ address: '127.0.0.1', port: app.port }] },
+          { name: 'nowhere', protocol: 'grpc' },
+        ],
+      },
+      { log: createLogger('info', sink) },
+    );
+    cleanup.push(() => outbound.stop());
+    expect((await unary(grpcClient(outbound), 'ok')).err).toBeNull();
+    expect((await unary(grpcClient(outbound), 'missing')).err?.code).toBe(grpc.status.NOT_FOUND);
+    expect((await unary(grpcClient(outbound, 'nowhere'), 'x')).err?.code).toBe(grpc.status.UNAVAILABLE);
+    const access = () =>
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.log === 'access');
+    await eventually('three access lines', () => access().length === 3);
+    expect(access().map((l) => [l.upstream, l.status, l.grpcStatus])).toEqual([
+      ['greeter', 200, 0],
+      ['greeter', 200, 5],
+      ['nowhere', 200, 14],
+    ]);
   });
 });
