@@ -528,4 +528,22 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
       ['nowhere', 200, 14],
     ]);
   });
+
+  it('an mTLS http2 inbound also serves HTTP/1.1 peers (ALPN http/1.1) and forwards them over h2c', async () => {
+    const ca = await createTestCa({ trustDomain: 'mesh.test' });
+    cleanup.push(() => ca.cleanup());
+    const security = { mtls: true, ca: { dir: ca.dir } };
+    const app = (await import('node:http2')).createServer((req, res) => res.end(`app saw HTTP/${req.httpVersion} ${req.url}`));
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const inbound = await sidecar({ service: { name: 'web', port: (app.address() as { port: number }).port }, inbound: { protocol: 'http2' }, security });
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'web', protocol: 'http', endpoints: [{ address: '127.0.0.1', port: inbound.ports.inbound }] }],
+      security,
+    });
+    const res = await fetch(`${upstreamUrl(outbound, 'web')}/h1`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('app saw HTTP/2.0 /h1');
+  });
 });
