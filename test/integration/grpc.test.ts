@@ -546,4 +546,17 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toBe('app saw HTTP/2.0 /h1');
   });
+
+  it('HTTP/1.1 or a protocol error (DATA on stream 0) on a cleartext gRPC listener closes that connection and nothing else', async () => {
+    const { client, outbound } = await mesh();
+    const { connect } = await import('node:net');
+    for (const junk of ['GET / HTTP/1.1\r\nhost: x\r\n\r\n', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00']) {
+      const socket = connect(outbound.ports.upstreams.greeter!, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.resume();
+      socket.write(junk, 'latin1');
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    }
+    expect((await unary(client, 'still')).reply?.message).toBe('Hello, still!');
+  });
 });
