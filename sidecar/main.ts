@@ -40,7 +40,11 @@ async function configFromArgs(command: string, values: { config?: string | undef
 async function runSidecar(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } } });
   const config = await configFromArgs('sidecar', values);
-  if (shouldSupervise(config.workers)) return superviseWorkers({ count: workerCount(config.workers), log: createLogger(config.logging.level) });
+  if (shouldSupervise(config.workers)) {
+    // Workers get their whole drain, plus time to load and start, before the primary kills them.
+    const forceKillAfterMs = config.shutdown.drainTimeout + 10_000;
+    return superviseWorkers({ count: workerCount(config.workers), log: createLogger(config.logging.level), forceKillAfterMs });
+  }
   const sidecar = new Sidecar(config);
   // Hot reload (docs: README "Hot reload"): on file change, SIGHUP and POST /reload; SIGHUP never kills the sidecar.
   const reloader = values.config ? installConfigReload(sidecar, values.config) : undefined;

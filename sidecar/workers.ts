@@ -34,6 +34,7 @@ export function shouldSupervise(setting: WorkersSetting): boolean {
 }
 
 const SERVING = 'meshlet:serving';
+const DEFAULT_FORCE_KILL_MS = 30_000;
 
 /** Tells the primary this worker is serving (no-op outside a worker). */
 export function reportServing(): void {
@@ -44,6 +45,11 @@ export interface SupervisorOptions {
   readonly count: number;
   readonly log: Logger;
   readonly restartDelayMs?: number;
+  /**
+   * After asking workers to stop, SIGKILL those still running this much later: a worker stuck in its
+   * drain must not keep the whole sidecar (and a Kubernetes pod) from terminating. Default: 30 s.
+   */
+  readonly forceKillAfterMs?: number;
 }
 
 /**
@@ -77,7 +83,14 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
       restartTimers = [];
       log.info({ reason: why }, 'stopping workers');
       for (const worker of live) worker.process.kill('SIGTERM');
-      if (live.size === 0) resolve(exitCode);
+      if (live.size === 0) return resolve(exitCode);
+      const forceKill = setTimeout(() => {
+        for (const worker of live) {
+          log.error({ pid: worker.process.pid }, 'worker did not stop in time; killing it');
+          worker.process.kill('SIGKILL');
+        }
+      }, options.forceKillAfterMs ?? DEFAULT_FORCE_KILL_MS);
+      forceKill.unref();
     };
 
     cluster.on('exit', (worker, code, signal) => {

@@ -128,6 +128,8 @@ describe('workers (node:cluster)', () => {
       'workers: 2',
       'logging: { level: info, accessLog: false }',
       `upstreams: [{ name: greeter, port: ${taken}, endpoints: [{ address: 127.0.0.1, port: 1 }] }]`,
+      // Bounds the primary's wait: a worker stuck stopping is killed after drainTimeout + 10 s.
+      'shutdown: { drainTimeout: 2s }',
     ]);
     proc = runCli(['sidecar', '--config', config]);
     expect(await proc.exited).toBe(1);
