@@ -13,18 +13,19 @@ export function parseDuration(input: string | number): number | undefined {
 
 const DURATION_HINT = 'expected a duration such as 500ms, 2s, 1m (or milliseconds as a number)';
 
-/** A zod field holding a duration; the parsed value is milliseconds. */
+/** A zod value holding a duration, without a default; the parsed value is milliseconds. */
+export function durationValue() {
+  return z.union([z.number(), z.string()], { error: DURATION_HINT }).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: DURATION_HINT });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+/** A zod field holding a duration with a default; the parsed value is milliseconds. */
 export function duration(defaultMs: number, why: string) {
-  return z
-    .union([z.number(), z.string()], { error: DURATION_HINT })
-    .transform((value, ctx) => {
-      const ms = parseDuration(value);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: DURATION_HINT });
-        return z.NEVER;
-      }
-      return ms;
-    })
-    .default(defaultMs)
-    .describe(`${why} (default ${defaultMs} ms)`);
+  return durationValue().default(defaultMs).describe(`${why} (default ${defaultMs} ms)`);
 }

@@ -1,4 +1,5 @@
 import { meshError } from '../errors.ts';
+import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { Forward, ProxyExchange, UpstreamResponse } from './exchange.ts';
 import { upstreamError } from './respond.ts';
 
@@ -10,19 +11,28 @@ export interface ForwardTimeouts {
 }
 
 /**
+ * Starts an attempt: picks an endpoint (avoiding the one the last attempt failed on, honouring hash and
+ * sticky notes) and records it; throws the typed 503 when none can take traffic. Shared by every protocol.
+ */
+export function pickForAttempt(x: ProxyExchange): EndpointState {
+  const previous = x.tried.length > 0 ? x.tried[x.tried.length - 1] : undefined;
+  const state = x.cluster.pick({ avoid: previous, hashKey: x.notes.get('hashKey') as string | undefined, pinned: x.notes.get('stickyEndpoint') as string | undefined });
+  if (!state) {
+    const kind = x.cluster.discovered ? 'NO_HEALTHY_ENDPOINT' : 'DISCOVERY_UNAVAILABLE';
+    throw meshError(kind, `no healthy endpoint for upstream "${x.cluster.name}" (service "${x.cluster.service}")`);
+  }
+  x.tried.push(state);
+  x.attempts++;
+  return state;
+}
+
+/**
  * The innermost step: pick an endpoint, send one attempt over its pooled connection, and resolve
  * when response headers arrive. Tracks in-flight counts for balancers until the body is done.
  */
 export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
   return async function forwardToEndpoint(x: ProxyExchange): Promise<UpstreamResponse> {
-    const previous = x.tried.length > 0 ? x.tried[x.tried.length - 1] : undefined;
-    const state = x.cluster.pick({ avoid: previous, hashKey: x.notes.get('hashKey') as string | undefined, pinned: x.notes.get('stickyEndpoint') as string | undefined });
-    if (!state) {
-      const kind = x.cluster.discovered ? 'NO_HEALTHY_ENDPOINT' : 'DISCOVERY_UNAVAILABLE';
-      throw meshError(kind, `no healthy endpoint for upstream "${x.cluster.name}" (service "${x.cluster.service}")`);
-    }
-    x.tried.push(state);
-    x.attempts++;
+    const state = pickForAttempt(x);
     const peer = `${x.cluster.name}@${state.key}`;
     const controller = new AbortController();
     const onClientAbort = () => controller.abort(x.signal.reason);

@@ -8,7 +8,7 @@ import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type Outgo
 import type { Readable } from 'node:stream';
 import { meshError } from '../errors.ts';
 import type { Forward, ProxyExchange, UpstreamResponse } from './exchange.ts';
-import type { ForwardTimeouts } from './forward.ts';
+import { pickForAttempt, type ForwardTimeouts } from './forward.ts';
 import { h2SessionsFor, type H2SessionOptions } from './h2-sessions.ts';
 import { upstreamError } from './respond.ts';
 
@@ -47,14 +47,7 @@ function sendBody(body: Readable, stream: ClientHttp2Stream): void {
 
 export function createH2Forward(timeouts: ForwardTimeouts, sessionOptions: H2SessionOptions): Forward {
   return async function forwardH2(x: ProxyExchange): Promise<UpstreamResponse> {
-    const previous = x.tried.length > 0 ? x.tried[x.tried.length - 1] : undefined;
-    const state = x.cluster.pick({ avoid: previous, hashKey: x.notes.get('hashKey') as string | undefined, pinned: x.notes.get('stickyEndpoint') as string | undefined });
-    if (!state) {
-      const kind = x.cluster.discovered ? 'NO_HEALTHY_ENDPOINT' : 'DISCOVERY_UNAVAILABLE';
-      throw meshError(kind, `no healthy endpoint for upstream "${x.cluster.name}" (service "${x.cluster.service}")`);
-    }
-    x.tried.push(state);
-    x.attempts++;
+    const state = pickForAttempt(x);
     const peer = `${x.cluster.name}@${state.key}`;
     state.active++;
     let released = false;

@@ -4,9 +4,7 @@
  * must exist and speak HTTP) are in `routingIssues`, run by the loader.
  */
 import { z } from 'zod';
-import { duration, parseDuration } from '../config/duration.ts';
-
-const DURATION_HINT = 'expected a duration such as 500ms, 2s, 1m (or milliseconds as a number)';
+import { duration, durationValue } from '../config/duration.ts';
 import { host, listenPort, serviceName } from '../config/fields.ts';
 
 export const DEFAULT_PROXY_ADDRESS = '127.0.0.1';
@@ -86,16 +84,7 @@ export const routeSchema = z
       .strictObject({ prefix: z.string().startsWith('/').describe('Replaces the matched `match.prefix` in the path') })
       .optional()
       .describe('Path rewrite before forwarding'),
-    timeout: z
-      .union([z.number(), z.string()], { error: DURATION_HINT })
-      .transform((value, ctx) => {
-        const ms = parseDuration(value);
-        if (ms === undefined) {
-          ctx.addIssue({ code: 'custom', message: DURATION_HINT });
-          return z.NEVER;
-        }
-        return ms;
-      })
+    timeout: durationValue()
       .optional()
       .describe('Time allowed until response headers for this route, overriding the upstream request timeout; 0 disables'),
     fault: faultSchema.optional(),
