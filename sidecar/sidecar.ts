@@ -24,6 +24,7 @@ import { createHttpProxy, type HttpProxyOptions } from './protocols/http1.ts';
 import { createUpgradeProxy, withUpgrade, writeRawError, type HttpHandler as UpgradableHandler } from './protocols/upgrade.ts';
 import { createRouter, routeLayers } from './routing/router.ts';
 import { createHostProxy } from './routing/host-proxy.ts';
+import { startEdge, type Edge } from './edge/install.ts';
 import { sameValue } from './config/diff.ts';
 import { DEFAULT_IDLE_TIMEOUT_MS } from './config/schema.ts';
 import { meshError } from './errors.ts';
@@ -46,6 +47,8 @@ export interface BoundPorts {
   readonly upstreams: Readonly<Record<string, number>>;
   /** The host-routing HTTP proxy listener, when `proxy` is configured. */
   readonly proxy?: number;
+  /** The edge TLS listener, when `edge` is configured. */
+  readonly edge?: number;
 }
 
 export interface SidecarOptions {
@@ -103,6 +106,8 @@ export class Sidecar {
   readonly afterStop: Array<() => Promise<void>> = [];
   /** Consul discovery and self-registration, when `discovery.consul` is configured (set by start). */
   consul: ConsulIntegration | undefined;
+  /** The edge TLS listener for clients outside the mesh, when `edge` is configured (set by start). */
+  edge: Edge | undefined;
   readonly #options: SidecarOptions;
   readonly #outbound = new Map<string, Listener>();
   #inbound: Listener | undefined;
@@ -196,7 +201,9 @@ export class Sidecar {
       this.#proxy = new HttpListener({ name: 'proxy', maxRequestHeadBytes: config.limits.maxRequestHeadBytes, requestHeadTimeoutMs: config.limits.requestHeadTimeout, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS, log: this.log }, createHostProxy(lookup));
       proxy = await this.#proxy.listen(config.proxy.port, config.proxy.address);
     }
-    this.#ports = { admin, inbound, upstreams, ...(proxy === undefined ? {} : { proxy }) };
+    // After the upstream listeners: the edge hands requests to the `edge.to` upstream's handler.
+    this.edge = await startEdge(this);
+    this.#ports = { admin, inbound, upstreams, ...(proxy === undefined ? {} : { proxy }), ...(this.edge ? { edge: this.edge.port } : {}) };
     this.#state = 'serving';
     for (const upstream of config.upstreams) this.#startTasks(upstream);
     for (const hook of this.afterStart) hook();
@@ -355,6 +362,7 @@ export class Sidecar {
     if (this.#inbound) all.push({ name: 'inbound', listener: this.#inbound });
     for (const [name, listener] of this.#outbound) all.push({ name: `outbound:${name}`, listener });
     if (this.#proxy) all.push({ name: 'proxy', listener: this.#proxy });
+    if (this.edge) all.push({ name: 'edge', listener: this.edge.listener });
     return all;
   }
 
@@ -378,7 +386,8 @@ export class Sidecar {
     // finishing work that calls out (docker-compose and plain containers stop both at once).
     const grace = Math.min(this.config.shutdown.outboundGrace, remaining());
     const graceOver = grace > 0 ? new Promise<void>((resolve) => setTimeout(resolve, grace)) : undefined;
-    await this.#inbound?.close(remaining());
+    // The edge is traffic from outside into the mesh: it drains with inbound, before the upstreams it uses.
+    await Promise.all([this.#inbound?.close(remaining()), this.edge?.close(remaining())]);
     await graceOver;
     await Promise.all([...this.#outbound.values(), ...(this.#proxy ? [this.#proxy] : [])].map((l) => l.close(remaining())));
     await this.registry.stop();

@@ -56,6 +56,7 @@ export const RESTART_ONLY_FIELDS: readonly string[] = [
   'security',
   'workers',
   'proxy',
+  'edge',
 ];
 
 /** Upstream fields whose change needs a new listener (or a new cluster for another service). */

@@ -1,11 +1,11 @@
 import { z } from 'zod';
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
-/** Parses "250ms", "1.5s", "2m", "1h" or a bare number of milliseconds into milliseconds. */
+/** Parses "250ms", "1.5s", "2m", "1h", "30d" or a bare number of milliseconds into milliseconds. */
 export function parseDuration(input: string | number): number | undefined {
   if (typeof input === 'number') return Number.isFinite(input) && input >= 0 ? input : undefined;
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(input);
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(input);
   if (!match) return undefined;
   const unit = UNIT_MS[match[2] ?? 'ms'] ?? 1;
   return Math.round(Number(match[1]) * unit);

@@ -6,6 +6,7 @@ import { meshError, type MeshletError } from '../errors.ts';
 import { configSchema, type MeshletConfig } from './schema.ts';
 import { resilienceIssues } from '../resilience/config-checks.ts';
 import { routingIssues } from '../routing/config.ts';
+import { edgeIssues } from '../edge/config.ts';
 
 /** Formats a path like ['upstreams', 1, 'port'] as `upstreams[1].port`. */
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
@@ -83,7 +84,12 @@ function crossFieldIssues(config: MeshletConfig, source: string): string[] {
     problems.push(...resilienceIssues(upstream, i, source));
   });
   if (config.proxy) claim('proxy.port', config.proxy.address, config.proxy.port);
+  if (config.edge) {
+    claim('edge.port', config.edge.address, config.edge.port);
+    if ('acme' in config.edge.tls) claim('edge.tls.acme.challenge.port', config.edge.tls.acme.challenge.address, config.edge.tls.acme.challenge.port);
+  }
   problems.push(...routingIssues(config.upstreams, source));
+  problems.push(...edgeIssues(config, source));
   return problems;
 }
 
@@ -119,6 +125,10 @@ export const CONFIG_PATH_FIELDS: ReadonlyArray<readonly string[]> = [
   ['security', 'ca', 'dir'],
   ['security', 'ca', 'tokenFile'],
   ['security', 'ca', 'caFile'],
+  ['edge', 'tls', 'certFile'],
+  ['edge', 'tls', 'keyFile'],
+  ['edge', 'tls', 'acme', 'caFile'],
+  ['edge', 'tls', 'acme', 'storageDir'],
 ];
 
 function resolveRelativePaths(raw: unknown, baseDir: string): void {

@@ -12,6 +12,7 @@ import { securitySchema } from '../security/config.ts';
 import { workersSchema } from '../workers.ts';
 import { tapSchema, traceStoreSchema } from '../admin/views-config.ts';
 import { proxyListenerSchema, routesSchema } from '../routing/config.ts';
+import { edgeSchema } from '../edge/config.ts';
 
 export const DEFAULT_ADMIN_PORT = 15000;
 export const DEFAULT_INBOUND_PORT = 15001;
@@ -100,6 +101,7 @@ export const configSchema = z
       .describe('Listener for traffic from peers to the local app'),
     upstreams: z.array(upstreamSchema).default([]).describe('Services this app calls'),
     proxy: proxyListenerSchema,
+    edge: edgeSchema,
     discovery: z
       .strictObject({
         file: z

@@ -22,6 +22,8 @@ export interface MeshEventMap {
   tlsHandshakeError: [{ side: 'inbound' | 'outbound'; peer: string; error: string }];
   /** The sidecar's own leaf certificate was (re)loaded. */
   certificate: [{ identity: string; notAfter: Date }];
+  /** An edge ACME certificate order succeeded (valid) or failed (failing: `error`, next try in `retryInMs`). */
+  acme: [{ domains: readonly string[]; state: 'valid' | 'failing'; notAfter?: Date; error?: string; retryInMs?: number }];
   /** Authorization policy refused a caller. */
   authorizationDenied: [{ source: string; destination: string; protocol: 'http' | 'tcp' }];
   /** A discovery provider's state changed (ok, degraded, starting). */

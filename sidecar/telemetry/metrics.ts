@@ -181,7 +181,7 @@ export class MeshMetrics {
     });
     new Gauge({
       name: 'meshlet_certificate_expiry_seconds',
-      help: 'Seconds until the sidecar certificate expires (negative once expired)',
+      help: 'Seconds until a certificate expires (negative once expired): the mesh leaf by SPIFFE ID, the edge certificate as edge:<first domain>',
       labelNames: ['identity'],
       registers,
       collect() {
@@ -205,6 +205,7 @@ export class MeshMetrics {
     const denied = new Counter({ name: 'meshlet_authorization_denied_total', help: 'Callers refused by authorization policy', labelNames: ['protocol'], registers });
     const discovery = new Counter({ name: 'meshlet_discovery_state_changes_total', help: 'Discovery provider state changes, by the new state', labelNames: ['provider', 'state'], registers });
     const reloads = new Counter({ name: 'meshlet_config_reloads_total', help: 'Dynamic configuration reloads, by source and result (ok or rejected)', labelNames: ['source', 'result'], registers });
+    const acmeOrders = new Counter({ name: 'meshlet_acme_orders_total', help: 'Edge ACME certificate orders, by result (ok or failed)', labelNames: ['result'], registers });
     events.on('retry', (e) => retries.inc({ upstream: e.upstream, reason: e.reason }));
     events.on('retryBudgetExhausted', (e) => exhausted.inc({ upstream: e.upstream }));
     events.on('breakerRejected', (e) => rejected.inc({ upstream: e.upstream, reason: e.reason }));
@@ -218,5 +219,6 @@ export class MeshMetrics {
     events.on('discoveryState', (e) => discovery.inc({ provider: e.provider, state: e.state }));
     events.on('configReload', (e) => reloads.inc({ source: e.source, result: e.ok ? 'ok' : 'rejected' }));
     events.on('certificate', (e) => this.#certificates.set(e.identity, e.notAfter));
+    events.on('acme', (e) => acmeOrders.inc({ result: e.state === 'valid' ? 'ok' : 'failed' }));
   }
 }
