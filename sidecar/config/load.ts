@@ -86,7 +86,7 @@ function crossFieldIssues(config: MeshletConfig, source: string): string[] {
   if (config.proxy) claim('proxy.port', config.proxy.address, config.proxy.port);
   if (config.edge) {
     claim('edge.port', config.edge.address, config.edge.port);
-    if ('acme' in config.edge.tls) claim('edge.tls.acme.challenge.port', config.edge.tls.acme.challenge.address, config.edge.tls.acme.challenge.port);
+    if (config.edge.tls.acme) claim('edge.tls.acme.challenge.port', config.edge.tls.acme.challenge.address, config.edge.tls.acme.challenge.port);
   }
   problems.push(...routingIssues(config.upstreams, source));
   problems.push(...edgeIssues(config, source));

@@ -22,13 +22,6 @@ const domainName = z
   .toLowerCase()
   .regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, { error: 'expected a DNS name such as www.example.com (no wildcards: HTTP-01 cannot validate them)' });
 
-const staticTls = z
-  .strictObject({
-    certFile: z.string().min(1).describe('PEM certificate chain (leaf first) served at the edge'),
-    keyFile: z.string().min(1).describe('PEM private key of the certificate (keep it 0600)'),
-  })
-  .describe('Certificate from files (re-read by POST /edge/renew on the admin API)');
-
 export const acmeSchema = z
   .strictObject({
     directoryUrl: z
@@ -53,24 +46,37 @@ export const acmeSchema = z
   })
   .describe('Certificate from an ACME CA (Let\'s Encrypt), obtained with the HTTP-01 challenge and renewed before expiry');
 
-const acmeTls = z.strictObject({ acme: acmeSchema }).describe('ACME certificate');
+/** One object rather than a union, so a mistake inside `acme` is reported at its own field. */
+const tlsSchema = z
+  .strictObject({
+    certFile: z.string().min(1).optional().describe('PEM certificate chain (leaf first) served at the edge; re-read by admin POST /edge/renew'),
+    keyFile: z.string().min(1).optional().describe('PEM private key of certFile (keep it 0600)'),
+    acme: acmeSchema.optional(),
+  })
+  .superRefine((tls, ctx) => {
+    const files = tls.certFile !== undefined || tls.keyFile !== undefined;
+    if (files && tls.acme) ctx.addIssue({ code: 'custom', message: 'give either certFile and keyFile, or acme, not both' });
+    else if (!files && !tls.acme) ctx.addIssue({ code: 'custom', message: 'give certFile and keyFile, or acme: { domains, storageDir, termsOfServiceAgreed }' });
+    else if (files && tls.certFile === undefined) ctx.addIssue({ code: 'custom', path: ['certFile'], message: 'keyFile needs certFile' });
+    else if (files && tls.keyFile === undefined) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'certFile needs keyFile' });
+  })
+  .describe('Where the edge certificate comes from: certFile + keyFile, or acme');
 
 export const edgeSchema = z
   .strictObject({
     address: host().default(DEFAULT_EDGE_ADDRESS).describe(`Address of the edge TLS listener (default ${DEFAULT_EDGE_ADDRESS}: it faces clients outside the mesh)`),
     port: listenPort().describe('Port of the edge TLS listener (HTTPS, usually 443)'),
     to: serviceName().describe('HTTP upstream (by name) serving edge requests, through its routes, layers and telemetry'),
-    tls: z.union([staticTls, acmeTls], { error: 'expected { certFile, keyFile } or { acme: { domains, storageDir, termsOfServiceAgreed, ... } }' }).describe('Where the edge certificate comes from'),
+    tls: tlsSchema,
   })
   .optional()
   .describe('TLS termination for clients outside the mesh (see "Edge TLS and ACME" in the README)');
 
 export type EdgeConfig = NonNullable<z.infer<typeof edgeSchema>>;
 export type AcmeConfig = z.infer<typeof acmeSchema>;
-export type StaticTlsConfig = z.infer<typeof staticTls>;
 
-export function isAcme(tls: EdgeConfig['tls']): tls is { acme: AcmeConfig } {
-  return 'acme' in tls;
+export function isAcme(tls: EdgeConfig['tls']): tls is EdgeConfig['tls'] & { acme: AcmeConfig } {
+  return tls.acme !== undefined;
 }
 
 interface EdgeHost {

@@ -137,7 +137,9 @@ export async function startEdge(sidecar: Sidecar): Promise<Edge | undefined> {
     const m = manager;
     reload = () => m.renew();
   } else {
-    const { certFile, keyFile } = conf.tls;
+    // Both present: the schema refuses one without the other.
+    const certFile = conf.tls.certFile!;
+    const keyFile = conf.tls.keyFile!;
     current = loadCertificateFiles(certFile, keyFile);
     const identity = `edge:${current.names[0] ?? 'static'}`;
     events.emit('certificate', { identity, notAfter: current.notAfter });

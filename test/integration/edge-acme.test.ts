@@ -9,9 +9,11 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
+import { createLogger, type Logger } from '../../sidecar/telemetry/logger.ts';
 import { Pebble, freePort } from '../fixtures/pebble.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
 import { selfSignedCert } from '../helpers/self-signed.ts';
@@ -96,7 +98,7 @@ describe('edge TLS with ACME (Pebble)', () => {
     return dir;
   }
 
-  async function edgeSidecar(storageDir: string, acme: Record<string, unknown> = {}, server = pebble, port = challengePort): Promise<Sidecar> {
+  async function edgeSidecar(storageDir: string, acme: Record<string, unknown> = {}, server = pebble, port = challengePort, log?: Logger): Promise<Sidecar> {
     const sidecar = await startSidecar({
       service: { name: 'web', port: 1 },
       upstreams: [{ name: 'site', endpoints: [{ address: '127.0.0.1', port: backend.port }] }],
@@ -106,7 +108,7 @@ describe('edge TLS with ACME (Pebble)', () => {
         to: 'site',
         tls: { acme: { directoryUrl: server.directoryUrl, caFile: server.tlsCaFile, termsOfServiceAgreed: true, email: 'ops@meshlet.test', domains: [DOMAIN], storageDir, challenge: { address: '127.0.0.1', port }, ...acme } },
       },
-    });
+    }, log ? { log } : {});
     cleanup.push(() => sidecar.stop());
     return sidecar;
   }
@@ -174,13 +176,22 @@ describe('edge TLS with ACME (Pebble)', () => {
     const downChallenge = await freePort();
     const later = new Pebble({ httpPort: downChallenge, port: await freePort() });
     cleanup.push(() => later.close());
-    const sidecar = await edgeSidecar(join(tempDir(), 'acme'), { retryMin: '100ms', retryMax: '400ms' }, later, downChallenge);
+    const lines: Array<{ msg: string; level: number; recovered?: boolean }> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const sidecar = await edgeSidecar(join(tempDir(), 'acme'), { retryMin: '50ms', retryMax: '100ms' }, later, downChallenge, createLogger('info', sink));
 
     // The rest of the sidecar serves.
     const direct = await request(`${upstreamUrl(sidecar, 'site')}/hello`);
     expect(direct.statusCode).toBe(200);
     await direct.body.text();
-    await eventually('a failed order', async () => (await admin(sidecar, 'GET', '/edge')).body.state === 'failing', 10_000);
+    await eventually('three failed orders', async () => Number((await admin(sidecar, 'GET', '/edge')).body.failures) >= 3, 10_000);
+    // Logged once for the state change, however many orders fail the same way.
+    expect(lines.filter((l) => /cannot be obtained/.test(l.msg))).toHaveLength(1);
     const status = await admin(sidecar, 'GET', '/edge');
     expect(status.body).toMatchObject({ serving: false, state: 'failing' });
     expect(String(status.body.lastError)).toMatch(/ECONNREFUSED/);
@@ -195,6 +206,9 @@ describe('edge TLS with ACME (Pebble)', () => {
     const answer = await get(sidecar.ports.edge!, await later.root());
     expect(answer.status).toBe(200);
     expect((await admin(sidecar, 'GET', '/edge')).body).toMatchObject({ state: 'valid', serving: true });
+    expect(lines.find((l) => /obtained from ACME/.test(l.msg))).toMatchObject({ recovered: true });
+    // Private keys never reach the log.
+    expect(lines.some((l) => JSON.stringify(l).includes('PRIVATE KEY'))).toBe(false);
   }, 40_000);
 
   it('the challenge listener answers only known tokens and redirects everything else to https', async () => {
