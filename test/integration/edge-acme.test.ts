@@ -45,9 +45,9 @@ function get(port: number, ca: string, agent?: Agent, servername = DOMAIN): Prom
 }
 
 /** A TLS handshake with the edge: resolves with the error when it is refused. */
-function handshakeError(port: number): Promise<Error | undefined> {
+function handshakeError(port: number, servername: string | undefined = DOMAIN): Promise<Error | undefined> {
   return new Promise((resolve) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, servername: DOMAIN, rejectUnauthorized: false });
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...(servername === undefined ? {} : { servername }) });
     socket.once('secureConnect', () => {
       socket.destroy();
       resolve(undefined);
@@ -197,6 +197,7 @@ describe('edge TLS with ACME (Pebble)', () => {
     expect(String(status.body.lastError)).toMatch(/ECONNREFUSED/);
     // No certificate: the handshake is refused, and a plaintext request gets no HTTP answer.
     expect(await handshakeError(sidecar.ports.edge!)).toBeInstanceOf(Error);
+    expect(await handshakeError(sidecar.ports.edge!, undefined)).toBeInstanceOf(Error);
     expect(await plaintextReply(sidecar.ports.edge!)).not.toMatch(/^HTTP\//);
     const metrics = await (await request(`${adminUrl(sidecar)}/metrics`)).body.text();
     expect(metrics).toMatch(/meshlet_acme_orders_total\{result="failed"\} [1-9]/);
