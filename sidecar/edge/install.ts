@@ -84,8 +84,11 @@ function edgeHandler(sidecar: Sidecar, to: string): HttpHandler & { upgrade: Upg
   return Object.assign(handler, { upgrade });
 }
 
-/** HTTP-01 answers; every other request is redirected to the same URL over https (308 keeps the method). */
-function challengeHandler(manager: AcmeManager, edgePort: () => number): HttpHandler {
+/**
+ * HTTP-01 answers; every other request for one of the certificate's domains is redirected to the same
+ * URL over https (308 keeps the method). Other Host names get 404: no open redirect.
+ */
+function challengeHandler(manager: AcmeManager, domains: readonly string[], edgePort: () => number): HttpHandler {
   return (req, res) => {
     const url = req.url ?? '/';
     req.resume();
@@ -101,9 +104,9 @@ function challengeHandler(manager: AcmeManager, edgePort: () => number): HttpHan
       return;
     }
     const host = hostOf(req.headers.host);
-    if (host === '' || !url.startsWith('/')) {
-      res.writeHead(400, { 'content-type': 'text/plain' });
-      res.end('this listener only answers ACME challenges and redirects to https; send a Host\n');
+    if (!domains.includes(host) || !url.startsWith('/')) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('this listener answers ACME challenges and redirects the edge domains to https\n');
       return;
     }
     const port = edgePort();
@@ -169,7 +172,7 @@ export async function startEdge(sidecar: Sidecar): Promise<Edge | undefined> {
     port = await bind(edgeListener, conf.port, conf.address, 'edge.port');
     if (manager && isAcme(conf.tls)) {
       const { address, port: wanted } = conf.tls.acme.challenge;
-      challenge = new HttpListener({ name: 'edge-challenge', maxRequestHeadBytes: 8192, requestHeadTimeoutMs: 10_000, idleTimeoutMs: 30_000, log }, challengeHandler(manager, () => port));
+      challenge = new HttpListener({ name: 'edge-challenge', maxRequestHeadBytes: 8192, requestHeadTimeoutMs: 10_000, idleTimeoutMs: 30_000, log }, challengeHandler(manager, conf.tls.acme.domains, () => port));
       challengePort = await bind(challenge, wanted, address, 'edge.tls.acme.challenge.port');
     }
   } catch (err) {

@@ -215,9 +215,9 @@ describe('edge TLS with ACME (Pebble)', () => {
   it('the challenge listener answers only known tokens and redirects everything else to https', async () => {
     const sidecar = await edgeSidecar(join(tempDir(), 'acme'));
     await eventually('the edge certificate', () => sidecar.edge?.certificate !== undefined, 20_000);
-    const plain = (path: string) =>
+    const plain = (path: string, host = DOMAIN) =>
       new Promise<{ status: number; location: string | undefined }>((resolve, reject) => {
-        const req = httpRequest({ host: '127.0.0.1', port: sidecar.edge!.challengePort, path, headers: { host: DOMAIN } }, (res) => {
+        const req = httpRequest({ host: '127.0.0.1', port: sidecar.edge!.challengePort, path, headers: { host } }, (res) => {
           res.resume();
           resolve({ status: res.statusCode ?? 0, location: res.headers.location });
         });
@@ -226,6 +226,8 @@ describe('edge TLS with ACME (Pebble)', () => {
       });
     expect(await plain('/.well-known/acme-challenge/not-a-token')).toMatchObject({ status: 404 });
     expect(await plain('/shop?q=1')).toEqual({ status: 308, location: `https://${DOMAIN}:${sidecar.ports.edge}/shop?q=1` });
+    // Only the certificate's domains are redirected (no open redirect).
+    expect(await plain('/shop', 'elsewhere.example')).toMatchObject({ status: 404, location: undefined });
   }, 40_000);
 });
 
