@@ -20,7 +20,7 @@ export interface MeshEventMap {
   rateLimited: [{ scope: string; key: string }];
   /** A TLS handshake failed on a listener or towards a peer. */
   tlsHandshakeError: [{ side: 'inbound' | 'outbound'; peer: string; error: string }];
-  /** The sidecar's own leaf certificate was (re)loaded. */
+  /** A certificate was (re)loaded: the mesh leaf (identity: its SPIFFE ID) or the edge's (identity: edge:<first name>). */
   certificate: [{ identity: string; notAfter: Date }];
   /** An edge ACME certificate order succeeded (valid) or failed (failing: `error`, next try in `retryInMs`). */
   acme: [{ domains: readonly string[]; state: 'valid' | 'failing'; notAfter?: Date; error?: string; retryInMs?: number }];
