@@ -9,7 +9,7 @@ import { Cluster } from './cluster/cluster.ts';
 import type { MeshletConfig, UpstreamConfig } from './config/schema.ts';
 import { applyConfig, clusterOptions, type ReloadHost } from './config/apply.ts';
 import type { ConfigDiff } from './config/diff.ts';
-import { ConsulIntegration } from './discovery/consul.ts';
+import type { ConsulIntegration } from './discovery/consul.ts';
 import { FileProvider } from './discovery/file.ts';
 import { EndpointRegistry } from './discovery/registry.ts';
 import { StaticProvider } from './discovery/static.ts';
@@ -178,7 +178,11 @@ export class Sidecar {
       const onReload = (result: { ok: boolean; error?: string }) => this.events.emit('configReload', { source: 'catalog', ...result });
       providers.push(new FileProvider(config.discovery.file.path, this.log, onReload));
     }
-    if (config.discovery.consul) providers.push((this.consul = new ConsulIntegration(this, config.discovery.consul)).provider);
+    if (config.discovery.consul) {
+      // The consul client is loaded only when Consul is configured (idle memory, docs/performance.md).
+      const { ConsulIntegration } = await import('./discovery/consul.ts');
+      providers.push((this.consul = new ConsulIntegration(this, config.discovery.consul)).provider);
+    }
     providers.push(...(this.#options.providers ?? []));
     for (const provider of providers) await this.registry.addProvider(provider);
 

@@ -18,7 +18,7 @@ import { respondWithError } from '../protocols/respond.ts';
 import { writeRawError, type HttpHandler, type UpgradeHandler } from '../protocols/upgrade.ts';
 import { hostOf } from '../routing/router.ts';
 import type { Sidecar } from '../sidecar.ts';
-import { AcmeManager } from './acme.ts';
+import type { AcmeManager } from './acme.ts';
 import { isAcme, type EdgeConfig } from './config.ts';
 import { loadCertificateFiles, type EdgeCertificate } from './store.ts';
 
@@ -134,6 +134,8 @@ export async function startEdge(sidecar: Sidecar): Promise<Edge | undefined> {
   let manager: AcmeManager | undefined;
   let reload: () => Promise<EdgeCertificate>;
   if (isAcme(conf.tls)) {
+    // acme-client (with axios and @peculiar/x509) is loaded only when an ACME edge is configured.
+    const { AcmeManager } = await import('./acme.ts');
     manager = new AcmeManager({ config: conf.tls.acme, events, log, onCertificate: serve });
     await manager.prepare();
     current = manager.certificate;

@@ -15,8 +15,8 @@ import type { HttpListener } from '../listeners/http-listener.ts';
 import type { Http2Listener } from '../listeners/http2-listener.ts';
 import type { TcpListener } from '../listeners/tcp-listener.ts';
 import type { Sidecar } from '../sidecar.ts';
-import { createCertificateSource } from './ca-source.ts';
-import { Credentials, type TlsMaterial } from './credentials.ts';
+import type { CertificateSource } from './ca-source.ts';
+import type { Credentials, TlsMaterial } from './credentials.ts';
 import { authorizationLayer, peerIdentity, tcpAuthorizationGate, type InboundGuardOptions } from './inbound.ts';
 import { AuthorizationPolicy } from './policy.ts';
 import { mtlsTransport, secureContextOptions } from './transport.ts';
@@ -56,7 +56,9 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
   const [problem] = securityNameIssues(sidecar.config);
   if (problem) throw meshError('CONFIG_INVALID', problem);
   const { events, log } = sidecar;
-  const source = await createCertificateSource(security, { namespace: service.namespace, service: service.name });
+  // The CA and CSR code (node-forge) is loaded only when mTLS is on (idle memory, docs/performance.md).
+  const [{ createCertificateSource }, { Credentials }] = await Promise.all([import('./ca-source.ts'), import('./credentials.ts')]);
+  const source: CertificateSource = await createCertificateSource(security, { namespace: service.namespace, service: service.name });
   const credentials = new Credentials({
     source,
     namespace: service.namespace,
