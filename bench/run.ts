@@ -3,7 +3,7 @@
  * and through HAProxy, nginx, http-proxy and Meshlet (one and two hops), plus an HAProxy TLS pair as the
  * mTLS reference. Writes markdown and JSON to bench/results/. Run through `npm run bench` (bench/run.sh).
  *
- *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,...] [--profile] [--compare DIR[=LABEL]]
+ *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,newconn,body1m,tcp,h2] [--profile] [--compare DIR[=LABEL]]
  *
  * --compare adds a "Meshlet one hop" row run from another checkout DIR (e.g. `git archive` of an older
  * commit, with node_modules linked), interleaved with the rest: a before/after in one run.
@@ -14,6 +14,7 @@ import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
+import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 import { freePort, killAll, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
 import { wrk } from './lib/wrk.ts';
@@ -31,10 +32,12 @@ const { values: flags } = parseArgs({
 
 const quick = flags.quick === true;
 const plan = quick
-  ? { rounds: 1, seconds: { keepalive: 2, latency: 3, newconn: 2, body1m: 2, tcp: 2 }, warmSeconds: 1, connections10k: 2000 }
-  : { rounds: 3, seconds: { keepalive: 5, latency: 8, newconn: 4, body1m: 4, tcp: 4 }, warmSeconds: 2, connections10k: 10_000 };
+  ? { rounds: 1, seconds: { keepalive: 2, latency: 3, newconn: 2, body1m: 2, tcp: 2, h2: 2 }, warmSeconds: 1, connections10k: 2000 }
+  : { rounds: 3, seconds: { keepalive: 5, latency: 8, newconn: 4, body1m: 4, tcp: 4, h2: 5 }, warmSeconds: 2, connections10k: 10_000 };
 if (flags.rounds) plan.rounds = Math.max(1, Number(flags.rounds));
 const only = flags.only ? new Set(flags.only.split(',')) : undefined;
+// The HTTP/2 processes (a second Meshlet pair and HAProxy TLS pair) start only when the h2 workload runs.
+const wantH2 = !only || only.has('h2');
 
 // CPU layout: the load generator and the backend share CPU 0, every proxy under test gets CPU 1
 // (a two-process pair shares it), so each proxy runs on one core as in DESIGN.md's reference numbers.
@@ -143,6 +146,18 @@ async function main(): Promise<void> {
     hopBAdmin: await freePort(),
     tlsOut: await freePort(),
     tlsIn: await freePort(),
+    backendH2: await freePort(),
+    haproxyH2: await freePort(),
+    meshletH2: await freePort(),
+    meshletH2Inbound: await freePort(),
+    meshletH2Admin: await freePort(),
+    h2HopA: await freePort(),
+    h2HopAInbound: await freePort(),
+    h2HopAAdmin: await freePort(),
+    h2HopB: await freePort(),
+    h2HopBAdmin: await freePort(),
+    h2TlsOut: await freePort(),
+    h2TlsIn: await freePort(),
   };
   const certs = await makeCerts(workDir);
   const node = process.execPath;
@@ -151,13 +166,13 @@ async function main(): Promise<void> {
   const meshletArgs = (config: string, profileName?: string): string[] =>
     flags.profile && profileName ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles')}`, `--cpu-prof-name=${profileName}.cpuprofile`, meshletMain, 'sidecar', '--config', config] : [meshletMain, 'sidecar', '--config', config];
 
-  const backend = launch('nginx-backend', BACKEND_CPU, 'nginx', ['-p', workDir, '-c', nginxBackend(workDir, port.backend)]);
+  const backend = launch('nginx-backend', BACKEND_CPU, 'nginx', ['-p', workDir, '-c', nginxBackend(workDir, port.backend, wantH2 ? port.backendH2 : undefined)]);
   await waitForPort(port.backend, 'nginx backend');
 
-  const haproxyProc = launch('haproxy', PROXY_CPU, 'haproxy', ['-db', '-f', haproxy(workDir, port.haproxy, port.haproxyTcp, port.backend)]);
+  const haproxyProc = launch('haproxy', PROXY_CPU, 'haproxy', ['-db', '-f', haproxy(workDir, port.haproxy, port.haproxyTcp, port.backend, wantH2 ? { port: port.haproxyH2, backend: port.backendH2 } : undefined)]);
   const nginxProc = launch('nginx-proxy', PROXY_CPU, 'nginx', ['-p', workDir, '-c', nginxProxy(workDir, port.nginx, port.backend)]);
   const httpProxyProc = launch('http-proxy', PROXY_CPU, node, [join(ROOT, 'bench', 'node-proxy.js'), String(port.httpProxy), `http://127.0.0.1:${port.backend}`]);
-  const upstream = (name: string, listen: number, target: number, protocol: 'http' | 'tcp' = 'http') => ({
+  const upstream = (name: string, listen: number, target: number, protocol: 'http' | 'http2' | 'tcp' = 'http') => ({
     name,
     port: listen,
     protocol,
@@ -226,6 +241,55 @@ async function main(): Promise<void> {
   const pair = haproxyTlsPair(workDir, certs, port.tlsOut, port.tlsIn, port.backend);
   const tlsInProc = launch('haproxy-tls-in', PROXY_CPU, 'haproxy', ['-db', '-f', pair.in]);
   const tlsOutProc = launch('haproxy-tls-out', PROXY_CPU, 'haproxy', ['-db', '-f', pair.out]);
+  // HTTP/2: a Meshlet one hop with an `http2` upstream to the nginx h2c port, a Meshlet pair whose
+  // inbound is `http2` (h2 by ALPN between them under mTLS, h2c to nginx), and HAProxy's h2 TLS pair.
+  // Separate processes, so the HTTP/1.1 rows and the idle RSS figures are unchanged by them.
+  if (wantH2) {
+    launch(
+      'meshlet-h2',
+      PROXY_CPU,
+      node,
+      meshletArgs(
+        meshletConfig(workDir, 'meshlet-h2', {
+          service: { name: 'bench-app', port: port.backend },
+          inbound: { address: '127.0.0.1', port: port.meshletH2Inbound },
+          admin: { port: port.meshletH2Admin },
+          upstreams: [upstream('backend', port.meshletH2, port.backendH2, 'http2')],
+        }),
+        'meshlet-h2',
+      ),
+    );
+    launch(
+      'meshlet-h2-hop-b',
+      PROXY_CPU,
+      node,
+      meshletArgs(
+        meshletConfig(workDir, 'meshlet-h2-hop-b', {
+          service: { name: 'backend', port: port.backendH2 },
+          inbound: { address: '127.0.0.1', port: port.h2HopB, protocol: 'http2' },
+          admin: { port: port.h2HopBAdmin },
+          ...security,
+        }),
+      ),
+    );
+    launch(
+      'meshlet-h2-hop-a',
+      PROXY_CPU,
+      node,
+      meshletArgs(
+        meshletConfig(workDir, 'meshlet-h2-hop-a', {
+          service: { name: 'bench-app', port: port.backend },
+          inbound: { address: '127.0.0.1', port: port.h2HopAInbound },
+          admin: { port: port.h2HopAAdmin },
+          upstreams: [upstream('backend', port.h2HopA, port.h2HopB, 'http2')],
+          ...security,
+        }),
+      ),
+    );
+    const h2Pair = haproxyTlsPair(workDir, certs, port.h2TlsOut, port.h2TlsIn, port.backendH2, true, 'haproxy-h2-tls');
+    launch('haproxy-h2-tls-in', PROXY_CPU, 'haproxy', ['-db', '-f', h2Pair.in]);
+    launch('haproxy-h2-tls-out', PROXY_CPU, 'haproxy', ['-db', '-f', h2Pair.out]);
+  }
   for (const [p, what] of [
     [port.haproxy, 'haproxy'],
     [port.haproxyTcp, 'haproxy tcp'],
@@ -239,6 +303,17 @@ async function main(): Promise<void> {
     [port.hopA, 'meshlet hop A'],
     [port.tlsIn, 'haproxy tls in'],
     [port.tlsOut, 'haproxy tls out'],
+    ...(wantH2
+      ? ([
+          [port.backendH2, 'nginx backend h2c'],
+          [port.haproxyH2, 'haproxy h2'],
+          [port.meshletH2, 'meshlet h2'],
+          [port.h2HopB, 'meshlet h2 hop B'],
+          [port.h2HopA, 'meshlet h2 hop A'],
+          [port.h2TlsIn, 'haproxy h2 tls in'],
+          [port.h2TlsOut, 'haproxy h2 tls out'],
+        ] as const)
+      : []),
   ] as const) {
     await waitForPort(p, what);
   }
@@ -268,6 +343,13 @@ async function main(): Promise<void> {
     { id: 'meshlet-2hop', label: twoHopLabel, port: port.hopA, reference: 'haproxy-tls-pair' },
     { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (mTLS)', port: port.tlsOut },
   ];
+  const h2Targets: TargetInfo[] = [
+    { id: 'direct', label: 'direct to nginx (h2c)', port: port.backendH2 },
+    { id: 'haproxy', label: 'HAProxy (proto h2 both sides)', port: port.haproxyH2 },
+    { id: 'meshlet', label: 'Meshlet one hop (http2 upstream)', port: port.meshletH2 },
+    { id: 'meshlet-2hop', label: mtlsOn ? 'Meshlet two hops (h2 by ALPN, mTLS)' : 'Meshlet two hops (h2c, plaintext)', port: port.h2HopA, reference: 'haproxy-tls-pair' },
+    { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (h2 by ALPN, mTLS)', port: port.h2TlsOut },
+  ];
   const tcpTargets: TargetInfo[] = [
     { id: 'direct', label: 'direct to nginx', port: port.backend },
     { id: 'haproxy', label: 'HAProxy tcp mode', port: port.haproxyTcp },
@@ -279,11 +361,15 @@ async function main(): Promise<void> {
     { id: 'newconn', title: 'New connection per request (Connection: close)', metric: 'rps', path: SMALL_PATH, connections: 50, headers: ['Connection: close'], seconds: plan.seconds.newconn, targets: httpTargets },
     { id: 'body1m', title: '1 MiB response bodies', metric: 'mbps', path: LARGE_PATH, connections: 10, seconds: plan.seconds.body1m, targets: httpTargets },
     { id: 'tcp', title: 'TCP throughput through an L4 upstream (HTTP 1 MiB responses through a byte pipe)', metric: 'mbps', path: LARGE_PATH, connections: 10, seconds: plan.seconds.tcp, targets: tcpTargets },
+    { id: 'h2', title: 'HTTP/2 (h2c from the client), small responses, 10 clients x 10 streams', metric: 'rps', tool: 'h2load', path: SMALL_PATH, connections: 10, streams: 10, seconds: plan.seconds.h2, targets: h2Targets },
   ].filter((w) => !only || only.has(w.id)) as WorkloadInfo[];
 
   if (plan.warmSeconds > 0) {
     log('warming up every HTTP target');
     for (const t of httpTargets) await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections: 50, seconds: plan.warmSeconds, cpu: LOAD_CPU });
+    if (workloads.some((w) => w.id === 'h2')) {
+      for (const t of h2Targets) await h2load({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, clients: 10, streams: 10, seconds: plan.warmSeconds, cpu: LOAD_CPU });
+    }
   }
 
   const runs: RunRecord[] = [];
@@ -294,6 +380,15 @@ async function main(): Promise<void> {
       // Rotate the order every round so no target always runs right after the same neighbour.
       const order = w.targets.map((_, i) => w.targets[(i + round) % w.targets.length]!);
       for (const t of order) {
+        if (w.tool === 'h2load') {
+          const result = await h2load({ url: `http://127.0.0.1:${t.port}${w.path}`, clients: w.connections, streams: w.streams ?? 1, seconds: w.seconds, cpu: LOAD_CPU });
+          runs.push({ round, workload: w.id, target: t.id, result });
+          const errors = h2loadErrorCount(result);
+          log(
+            `round ${round + 1}/${plan.rounds} ${w.id.padEnd(9)} ${t.id.padEnd(16)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.protocol ?? '?'} mean ${(result.requestTimeUs.mean / 1000).toFixed(2)} ms${errors ? ` ERRORS ${JSON.stringify(result.errors)}` : ''}`,
+          );
+          continue;
+        }
         const result = await wrk({
           url: `http://127.0.0.1:${t.port}${w.path}`,
           connections: w.connections,
@@ -339,6 +434,7 @@ async function main(): Promise<void> {
       wrk: await versionOf('wrk', ['-v']),
       haproxy: await versionOf('haproxy', ['-v']),
       nginx: await versionOf('nginx', ['-v']),
+      ...(workloads.some((w) => w.tool === 'h2load') ? { h2load: await versionOf('h2load', ['--version']) } : {}),
       meshletCommit: await meshletRevision(),
       cpuLayout: { load: LOAD_CPU ?? 'any', backend: BACKEND_CPU ?? 'any', proxies: PROXY_CPU ?? 'any' },
       loadAvgStart: loadAtStart,

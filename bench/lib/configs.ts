@@ -30,8 +30,12 @@ ${http}
 `;
 }
 
-/** The static backend: a small text response and a 1 MiB file. */
-export function nginxBackend(dir: string, port: number): string {
+/**
+ * The static backend: a small text response and a 1 MiB file. With `h2Port`, the same server also
+ * speaks cleartext HTTP/2 with prior knowledge (h2c) there: `listen ... http2` without ssl, as nginx
+ * 1.9.5-1.24 spell it (1.25.1+ still accepts it, with a deprecation warning in favour of `http2 on`).
+ */
+export function nginxBackend(dir: string, port: number, h2Port?: number): string {
   const www = join(dir, 'www');
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, LARGE_PATH.slice(1)), Buffer.alloc(LARGE_BYTES, 'x'));
@@ -43,7 +47,7 @@ export function nginxBackend(dir: string, port: number): string {
       'nginx-backend',
       `  sendfile on;
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=4096;${h2Port === undefined ? '' : `\n    listen 127.0.0.1:${h2Port} http2 backlog=4096;`}
     location = ${SMALL_PATH} { default_type text/plain; return 200 "hello from the bench backend\\n"; }
     location / { root ${www}; }
   }`,
@@ -87,8 +91,12 @@ defaults
   maxconn 9500
 `;
 
-/** HAProxy L7 (http mode, connection reuse) and L4 (tcp mode) frontends in one process. */
-export function haproxy(dir: string, httpPort: number, tcpPort: number, backend: number): string {
+/**
+ * HAProxy L7 (http mode, connection reuse) and L4 (tcp mode) frontends in one process; with `h2`, an
+ * HTTP/2 frontend too: h2c with prior knowledge in (`proto h2` on the bind) and h2c out (`proto h2`
+ * on the server), so streams are multiplexed on both sides as in Meshlet's `http2` upstream.
+ */
+export function haproxy(dir: string, httpPort: number, tcpPort: number, backend: number, h2?: { port: number; backend: number }): string {
   const file = join(dir, 'haproxy.cfg');
   writeFileSync(
     file,
@@ -109,27 +117,46 @@ frontend tcp_in
 backend tcp_out
   mode tcp
   server s1 127.0.0.1:${backend}
-`,
+${
+  h2
+    ? `frontend h2_in
+  mode http
+  bind 127.0.0.1:${h2.port} proto h2
+  default_backend h2_out
+backend h2_out
+  mode http
+  http-reuse always
+  server s1 127.0.0.1:${h2.backend} proto h2
+`
+    : ''
+}`,
   );
   return file;
 }
 
-/** The mTLS reference: an outbound HAProxy (plain in, TLS with a client certificate out) and an inbound one. */
-export function haproxyTlsPair(dir: string, certs: Certs, outPort: number, inPort: number, backend: number): { out: string; in: string } {
-  const out = join(dir, 'haproxy-tls-out.cfg');
-  const inn = join(dir, 'haproxy-tls-in.cfg');
+/**
+ * The mTLS reference: an outbound HAProxy (plain in, TLS with a client certificate out) and an inbound one.
+ * With `h2`, HTTP/2 all the way: h2c in, h2 by ALPN between the pair, h2c to the backend (`name` keeps
+ * the two pairs' files apart).
+ */
+export function haproxyTlsPair(dir: string, certs: Certs, outPort: number, inPort: number, backend: number, h2 = false, name = 'haproxy-tls'): { out: string; in: string } {
+  const out = join(dir, `${name}-out.cfg`);
+  const inn = join(dir, `${name}-in.cfg`);
+  const bindH2 = h2 ? ' proto h2' : '';
+  const alpn = h2 ? ' alpn h2' : '';
+  const serverH2 = h2 ? ' proto h2' : '';
   writeFileSync(
     out,
     `${HAPROXY_GLOBAL}
 frontend app_in
   mode http
   option http-keep-alive
-  bind 127.0.0.1:${outPort}
+  bind 127.0.0.1:${outPort}${bindH2}
   default_backend peer
 backend peer
   mode http
   http-reuse always
-  server s1 127.0.0.1:${inPort} ssl verify required ca-file ${certs.ca} crt ${certs.clientBundle} sni str(backend) verifyhost backend
+  server s1 127.0.0.1:${inPort} ssl verify required ca-file ${certs.ca} crt ${certs.clientBundle} sni str(backend) verifyhost backend${alpn}
 `,
   );
   writeFileSync(
@@ -138,12 +165,12 @@ backend peer
 frontend peer_in
   mode http
   option http-keep-alive
-  bind 127.0.0.1:${inPort} ssl crt ${certs.serverBundle} ca-file ${certs.ca} verify required
+  bind 127.0.0.1:${inPort} ssl crt ${certs.serverBundle} ca-file ${certs.ca} verify required${alpn}
   default_backend app
 backend app
   mode http
   http-reuse always
-  server s1 127.0.0.1:${backend}
+  server s1 127.0.0.1:${backend}${serverH2}
 `,
   );
   return { out, in: inn };

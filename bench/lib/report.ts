@@ -1,4 +1,5 @@
 /** Medians over rounds, ratios to direct and to HAProxy, and the markdown table of a bench run. */
+import { h2loadErrorCount, type H2loadResult } from './h2load.ts';
 import type { WrkResult } from './wrk.ts';
 
 export interface TargetInfo {
@@ -18,6 +19,10 @@ export interface WorkloadInfo {
   readonly seconds: number;
   readonly thinkMs?: number;
   readonly headers?: readonly string[];
+  /** Load generator: wrk (HTTP/1.1, the default) or h2load (HTTP/2, `connections` clients x `streams`). */
+  readonly tool?: 'wrk' | 'h2load';
+  /** h2load: concurrent streams per client (-m). */
+  readonly streams?: number;
   readonly targets: readonly TargetInfo[];
 }
 
@@ -25,7 +30,7 @@ export interface RunRecord {
   readonly round: number;
   readonly workload: string;
   readonly target: string;
-  readonly result: WrkResult;
+  readonly result: WrkResult | H2loadResult;
 }
 
 export interface BenchReport {
@@ -59,6 +64,8 @@ export interface Summary {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly p999Ms: number;
+  /** Mean request time (h2load prints no percentiles; NaN for wrk runs, which have them). */
+  readonly meanMs: number;
   /** Non-2xx/3xx responses plus socket errors, summed over rounds. */
   readonly errors: number;
   readonly rounds: number;
@@ -68,15 +75,28 @@ export interface Summary {
 export function summarize(report: Pick<BenchReport, 'runs'>, workload: string, target: string): Summary | undefined {
   const runs = report.runs.filter((r) => r.workload === workload && r.target === target).map((r) => r.result);
   if (runs.length === 0) return undefined;
+  const wrkRuns = runs.filter((r): r is WrkResult => !isH2load(r));
+  const h2Runs = runs.filter(isH2load);
   return {
     rps: median(runs.map((r) => r.rps)),
     mbps: median(runs.map((r) => r.mbps)),
-    p50Ms: median(runs.map((r) => r.latencyUs.p50 / 1000)),
-    p99Ms: median(runs.map((r) => r.latencyUs.p99 / 1000)),
-    p999Ms: median(runs.map((r) => r.latencyUs.p999 / 1000)),
-    errors: runs.reduce((n, r) => n + r.errors.status + r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout, 0),
+    p50Ms: median(wrkRuns.map((r) => r.latencyUs.p50 / 1000)),
+    p99Ms: median(wrkRuns.map((r) => r.latencyUs.p99 / 1000)),
+    p999Ms: median(wrkRuns.map((r) => r.latencyUs.p999 / 1000)),
+    meanMs: median(h2Runs.map((r) => r.requestTimeUs.mean / 1000)),
+    errors: runs.reduce((n, r) => n + errorCount(r), 0),
     rounds: runs.length,
   };
+}
+
+function isH2load(result: WrkResult | H2loadResult): result is H2loadResult {
+  return 'tool' in result && result.tool === 'h2load';
+}
+
+function errorCount(result: WrkResult | H2loadResult): number {
+  if (isH2load(result)) return h2loadErrorCount(result);
+  const e = result.errors;
+  return e.status + e.connect + e.read + e.write + e.timeout;
 }
 
 const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a');
@@ -95,6 +115,22 @@ function throughputTable(report: BenchReport, w: WorkloadInfo): string[] {
     const ref = t.reference ? summarize(report, w.id, t.reference)?.[key] : undefined;
     lines.push(
       `| ${t.label} | ${fmt(s[key], key === 'mbps' ? 0 : 0)} | ${key === 'mbps' ? fmt(s.rps) : fmt(s.p99Ms, 2)} | ${t.id === 'direct' ? '1.00x' : ratio(s[key], direct)} | ${ratio(s[key], haproxy)} | ${t.reference ? `${ratio(s[key], ref)} of ${t.reference}` : ''} | ${s.errors || ''} |`,
+    );
+  }
+  return lines;
+}
+
+/** HTTP/2 (h2load): req/s, the mean request time (h2load has no percentiles) and the usual ratios. */
+function h2Table(report: BenchReport, w: WorkloadInfo): string[] {
+  const direct = summarize(report, w.id, 'direct')?.rps;
+  const haproxy = summarize(report, w.id, 'haproxy')?.rps;
+  const lines = ['| target | req/s | mean ms | vs direct | vs HAProxy | vs reference | errors |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  for (const t of w.targets) {
+    const s = summarize(report, w.id, t.id);
+    if (!s) continue;
+    const ref = t.reference ? summarize(report, w.id, t.reference)?.rps : undefined;
+    lines.push(
+      `| ${t.label} | ${fmt(s.rps)} | ${fmt(s.meanMs, 2)} | ${t.id === 'direct' ? '1.00x' : ratio(s.rps, direct)} | ${ratio(s.rps, haproxy)} | ${t.reference ? `${ratio(s.rps, ref)} of ${t.reference}` : ''} | ${s.errors || ''} |`,
     );
   }
   return lines;
@@ -157,13 +193,18 @@ export function renderMarkdown(report: BenchReport): string {
   lines.push(
     `Machine: ${m.cores} cores (${String(m.cpuModel)}), node ${m.node}, kernel ${String(m.kernel)}; ${String(m.wrk)}; ${String(m.haproxy)}; ${String(m.nginx)}. Meshlet ${String(m.meshletCommit)}, workers: ${report.meshletWorkers}.`,
     `CPU layout (taskset): load generator ${JSON.stringify(m.cpuLayout)}. Load average at start ${m.loadAvgStart.map((n) => n.toFixed(2)).join(' ')}, per round ${m.loadAvgPerRound.map((l) => l[0]!.toFixed(2)).join(', ')}, at end ${m.loadAvgEnd.map((n) => n.toFixed(2)).join(' ')} (anything well above ~1 means other work shared the CPUs).`,
-    `Each figure is the median of ${report.rounds} interleaved round(s). wrk -t1; backend: nginx static. Meshlet mTLS: ${report.meshletMtls}.`,
+    `Each figure is the median of ${report.rounds} interleaved round(s). wrk -t1${m.h2load ? `, ${String(m.h2load)} for HTTP/2` : ''}; backend: nginx static. Meshlet mTLS: ${report.meshletMtls}.`,
     '',
   );
   lines.push('## Targets', '', '| target | measured | reached |', '| --- | --- | --- |');
   for (const c of checkTargets(report)) lines.push(`| ${c.goal} | ${c.measured} | ${c.reached === undefined ? 'not measurable' : c.reached ? 'yes' : 'no'} |`);
   lines.push('');
   for (const w of report.workloads) {
+    if (w.tool === 'h2load') {
+      lines.push(`## ${w.title}`, '', `h2load -t1 -c${w.connections} -m${w.streams ?? 1} ${w.seconds}s per round, path ${w.path}, h2c with prior knowledge from the client.`, '');
+      lines.push(...h2Table(report, w), '');
+      continue;
+    }
     lines.push(`## ${w.title}`, '', `wrk -c${w.connections} ${w.seconds}s per round, path ${w.path}${w.headers?.length ? `, headers ${w.headers.join('; ')}` : ''}.`, '');
     lines.push(...(w.metric === 'latency' ? latencyTable(report, w) : throughputTable(report, w)), '');
   }
