@@ -100,6 +100,8 @@ export class Sidecar {
    * and when a reload adds or changes the upstream; stopped when it is removed or changed, and on drain.
    */
   readonly upstreamTasks: Array<(ctx: UpstreamLayerContext) => UpstreamTask | undefined> = [];
+  /** Hooks awaited first thing in start(), before any listener exists (e.g. load the tracing SDK). */
+  readonly beforeStart: Array<() => Promise<void>> = [];
   /** Hooks run once every listener is bound. */
   readonly afterStart: Array<() => void> = [];
   /** Hooks run last on shutdown, once every listener is closed (e.g. flush the last trace spans). */
@@ -169,6 +171,7 @@ export class Sidecar {
   async start(): Promise<BoundPorts> {
     this.#state = 'starting';
     const { config } = this;
+    for (const hook of this.beforeStart) await hook();
     // First: with mTLS on, no certificate means no start (never a silent plaintext listener).
     this.#security = await installSecurity(this);
     for (const cluster of this.clusters.values()) this.#follow(cluster);

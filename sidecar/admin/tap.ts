@@ -9,8 +9,7 @@ import type { Span } from '@opentelemetry/api';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ExchangeObserver } from '../protocols/exchange.ts';
 import { CALLER_NOTE } from '../security/inbound.ts';
-import { traceIdFromHeaders } from '../telemetry/propagation.ts';
-import { TRACE_NOTE } from '../telemetry/tracing.ts';
+import { TRACE_NOTE, traceIdFromHeaders } from '../telemetry/trace-context.ts';
 import { sendJson } from './server.ts';
 
 /** One finished exchange, as streamed. */

@@ -8,8 +8,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { ExchangeObserver } from '../protocols/exchange.ts';
 import { GRPC_STATUS_NOTE } from '../protocols/grpc.ts';
 import type { Logger } from './logger.ts';
-import { traceIdFromHeaders } from './propagation.ts';
-import { TRACE_NOTE } from './tracing.ts';
+import { TRACE_NOTE, traceIdFromHeaders } from './trace-context.ts';
 
 /** Access lines are written whatever `logging.level` says: `logging.accessLog` is their switch. */
 const ACCESS_LEVEL = 'info';

@@ -6,9 +6,9 @@
  */
 import type { Sidecar } from '../sidecar.ts';
 import { createAccessLog } from './access-log.ts';
-import { configuredOtlpEndpoint, DEFAULT_OTLP_TRACES_URL, type ExportCounters } from './export.ts';
+import { configuredOtlpEndpoint, DEFAULT_OTLP_TRACES_URL, type ExportCounters } from './trace-context.ts';
 import { MeshMetrics } from './metrics.ts';
-import { MeshTracing } from './tracing.ts';
+import type { MeshTracing } from './tracing.ts';
 import { TraceStore } from './trace-store.ts';
 import { installAdminViews } from '../admin/views.ts';
 
@@ -17,7 +17,7 @@ const TRACE_FLUSH_ON_STOP_MS = 5000;
 
 export interface Telemetry {
   readonly metrics: MeshMetrics;
-  /** Undefined when tracing is off. */
+  /** Undefined when tracing is off, and until `sidecar.start()` has loaded it. */
   readonly tracing: MeshTracing | undefined;
   /** Recent traces for the admin API: spans POSTed to /v1/traces and, with tracing on, this sidecar's own. */
   readonly traces: TraceStore;
@@ -41,28 +41,44 @@ export function installTelemetry(sidecar: Sidecar, env: NodeJS.ProcessEnv = proc
   const endpoint = tracingConfig.enabled === false ? undefined : configuredOtlpEndpoint(tracingConfig.endpoint, env);
   if (tracingConfig.enabled ?? endpoint !== undefined) {
     const url = endpoint?.url ?? DEFAULT_OTLP_TRACES_URL;
-    tracing = new MeshTracing({
-      config: tracingConfig,
-      url,
-      serviceName: tracingConfig.serviceName ?? config.service.name,
-      namespace: config.service.namespace,
-      localCluster: sidecar.localCluster,
-      counters: exportCounters(sidecar, metrics, url),
-      processors: [traces.processor()],
+    // The OpenTelemetry SDK is loaded by start() (before any listener exists), not here: a sidecar
+    // without tracing never loads it (idle memory, docs/performance.md). The observer and layers are
+    // registered now, in their usual places, and call the tracer once it is there.
+    sidecar.beforeStart.push(async () => {
+      const { MeshTracing } = await import('./tracing.ts');
+      tracing = new MeshTracing({
+        config: tracingConfig,
+        url,
+        serviceName: tracingConfig.serviceName ?? config.service.name,
+        namespace: config.service.namespace,
+        localCluster: sidecar.localCluster,
+        counters: exportCounters(sidecar, metrics, url),
+        processors: [traces.processor()],
+      });
+      telemetry.tracing = tracing;
+      log.info({ endpoint: url, source: endpoint?.source ?? 'default', sampleRatio: tracingConfig.sampleRatio, propagation: tracingConfig.propagation }, 'tracing enabled');
     });
-    const t = tracing;
-    sidecar.observers.push(t.observer);
-    sidecar.outboundLayers.push(t.clientLayer);
-    sidecar.inboundLayers.push(t.inboundLayer);
-    sidecar.afterStop.push(() => t.shutdown(Math.min(TRACE_FLUSH_ON_STOP_MS, tracingConfig.exportTimeout)));
-    metrics.traceQueueGauge(() => t.queued);
-    log.info({ endpoint: url, source: endpoint?.source ?? 'default', sampleRatio: tracingConfig.sampleRatio, propagation: tracingConfig.propagation }, 'tracing enabled');
+    sidecar.observers.push({
+      onStart: (x) => tracing?.observer.onStart?.(x),
+      onEnd: (x, outcome) => tracing?.observer.onEnd?.(x, outcome),
+    });
+    sidecar.outboundLayers.push((ctx) => loaded(tracing).clientLayer(ctx));
+    sidecar.inboundLayers.push((next) => loaded(tracing).inboundLayer(next));
+    sidecar.afterStop.push(async () => tracing?.shutdown(Math.min(TRACE_FLUSH_ON_STOP_MS, tracingConfig.exportTimeout)));
+    metrics.traceQueueGauge(() => tracing?.queued ?? 0);
   }
 
   if (config.logging.accessLog) sidecar.observers.push(createAccessLog(log, sidecar.localCluster));
   // The dashboard, /tap and /traces show what telemetry records.
   installAdminViews(sidecar, traces);
-  return { metrics, tracing, traces };
+  const telemetry: { -readonly [K in keyof Telemetry]: Telemetry[K] } = { metrics, tracing, traces };
+  return telemetry;
+}
+
+/** The tracer, which start() loads before it builds any listener (and so any layer chain). */
+function loaded(tracing: MeshTracing | undefined): MeshTracing {
+  if (!tracing) throw new Error('tracing layers are built by Sidecar.start(), after the tracer is loaded');
+  return tracing;
 }
 
 /** Counts export outcomes and logs the start and end of each failure streak (not every failure). */

@@ -52,28 +52,4 @@ export class TracePropagation {
   }
 }
 
-const TRACEPARENT = /^[\da-f]{2}-([\da-f]{32})-[\da-f]{16}-[\da-f]{2}/;
-const B3_SINGLE = /^([\da-f]{32}|[\da-f]{16})-/;
-
-function first(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/**
- * The trace id a request carries, without tracing set up: lets the access log join a trace even
- * when this sidecar records no spans. W3C first, then B3.
- */
-export function traceIdFromHeaders(headers: Headers): string | undefined {
-  const traceparent = first(headers.traceparent);
-  if (traceparent) {
-    const match = TRACEPARENT.exec(traceparent);
-    if (match && match[1] !== '00000000000000000000000000000000') return match[1];
-  }
-  const b3 = first(headers.b3);
-  if (b3) {
-    const match = B3_SINGLE.exec(b3);
-    if (match) return match[1];
-  }
-  const b3TraceId = first(headers['x-b3-traceid']);
-  return b3TraceId && /^([\da-f]{32}|[\da-f]{16})$/.test(b3TraceId) ? b3TraceId : undefined;
-}
+export { traceIdFromHeaders } from './trace-context.ts';

@@ -4,7 +4,7 @@
  * every hop by trace id. Traces live in a ring ordered by last update: past `maxTraces` the least
  * recently updated one goes; past `maxSpansPerTrace` a trace counts further spans instead of keeping them.
  */
-import { SpanKind, SpanStatusCode, TraceFlags } from '@opentelemetry/api';
+import type { SpanKind } from '@opentelemetry/api';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { AttributeValue, SpanKindName, SpanStatusName, StoredSpan } from './otlp-json.ts';
 
@@ -65,13 +65,18 @@ export interface AddResult {
   readonly dropped: number;
 }
 
+// The OpenTelemetry enum values (SpanKind, SpanStatusCode, TraceFlags.SAMPLED), fixed by the OTLP spec,
+// written out so the store (always on, for admin /traces) does not load @opentelemetry/api.
 const KIND_NAMES: Record<SpanKind, SpanKindName> = {
-  [SpanKind.INTERNAL]: 'internal',
-  [SpanKind.SERVER]: 'server',
-  [SpanKind.CLIENT]: 'client',
-  [SpanKind.PRODUCER]: 'producer',
-  [SpanKind.CONSUMER]: 'consumer',
+  0: 'internal',
+  1: 'server',
+  2: 'client',
+  3: 'producer',
+  4: 'consumer',
 };
+const STATUS_OK = 1;
+const STATUS_ERROR = 2;
+const TRACE_FLAG_SAMPLED = 1;
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
@@ -216,7 +221,7 @@ export class TraceStore {
     return {
       onStart: () => {},
       onEnd: (span: ReadableSpan) => {
-        if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return;
+        if ((span.spanContext().traceFlags & TRACE_FLAG_SAMPLED) === 0) return;
         this.add([fromReadableSpan(span)]);
       },
       forceFlush: () => Promise.resolve(),
@@ -231,7 +236,7 @@ const hrToMs = (t: readonly [number, number]) => t[0] * 1000 + Math.floor(t[1] /
 export function fromReadableSpan(span: ReadableSpan): StoredSpan {
   const ctx = span.spanContext();
   const service = span.resource.attributes['service.name'];
-  const status: SpanStatusName = span.status.code === SpanStatusCode.ERROR ? 'error' : span.status.code === SpanStatusCode.OK ? 'ok' : 'unset';
+  const status: SpanStatusName = (span.status.code as number) === STATUS_ERROR ? 'error' : (span.status.code as number) === STATUS_OK ? 'ok' : 'unset';
   return {
     traceId: ctx.traceId,
     spanId: ctx.spanId,

@@ -34,8 +34,9 @@ import type { TracingConfig } from './config.ts';
 import { BoundedBatchProcessor, type ExportCounters } from './export.ts';
 import { TracePropagation } from './propagation.ts';
 
-/** `exchange.notes` key of the exchange's SERVER span (read by the access log for the trace id). */
-export const TRACE_NOTE = 'trace';
+import { TRACE_NOTE } from './trace-context.ts';
+
+export { TRACE_NOTE };
 /** `exchange.notes` key of the attempt spans not ended yet. */
 const OPEN_ATTEMPTS_NOTE = 'trace.attempts';
 
