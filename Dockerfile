@@ -20,7 +20,9 @@ USER node
 # Inbound listener (peers call it). The admin API stays on 127.0.0.1:15000 inside the pod/container.
 EXPOSE 15001
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["node", "/opt/meshlet/sidecar/main.ts", "wait-ready", "--timeout", "2s"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s CMD ["node", "/opt/meshlet/bin/meshlet.js", "wait-ready", "--timeout", "2s"]
 
-ENTRYPOINT ["node", "/opt/meshlet/sidecar/main.ts"]
+# The launcher turns on Node's compile cache (in /tmp): later starts skip the TypeScript transform and
+# use less memory. injector/spec.ts IMAGE_CLI must name the same command (a test checks).
+ENTRYPOINT ["node", "/opt/meshlet/bin/meshlet.js"]
 CMD ["sidecar", "--config", "/etc/meshlet/meshlet.yaml"]

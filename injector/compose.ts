@@ -5,7 +5,7 @@
  * the peers' compose DNS names, so no discovery service is needed.
  */
 import { parse, stringify } from 'yaml';
-import { DEFAULT_IMAGE, DEFAULT_INBOUND_PORT, InjectionError, STATUS, readSpec, sidecarConfigJson, upstreamEnvVar, wantsInjection, type UpstreamSpec } from './spec.ts';
+import { DEFAULT_IMAGE, DEFAULT_INBOUND_PORT, IMAGE_CLI, InjectionError, STATUS, readSpec, sidecarConfigJson, upstreamEnvVar, wantsInjection, type UpstreamSpec } from './spec.ts';
 
 type Json = Record<string, any>;
 
@@ -65,7 +65,7 @@ export function injectCompose(text: string, options: { image?: string } = {}): {
       network_mode: `service:${name}`,
       depends_on: [name],
       restart: 'unless-stopped',
-      healthcheck: { test: ['CMD', 'node', '/app/sidecar/main.ts', 'wait-ready', '--admin', `http://127.0.0.1:${spec.adminPort}`, '--timeout', '1s'], interval: '5s', timeout: '3s', retries: 3, start_period: '5s' },
+      healthcheck: { test: ['CMD', ...IMAGE_CLI, 'wait-ready', '--admin', `http://127.0.0.1:${spec.adminPort}`, '--timeout', '1s'], interval: '5s', timeout: '3s', retries: 3, start_period: '5s' },
     };
     service.labels = { ...labels, [STATUS]: 'injected' };
     service.environment = withUpstreamEnv(service.environment, spec.upstreams);

@@ -5,7 +5,7 @@
  * calls during its drain still go out; and a Job completes when its app container exits.
  */
 import { parseAllDocuments, stringify } from 'yaml';
-import { DEFAULT_IMAGE, InjectionError, STATUS, readSpec, sidecarConfigJson, upstreamEnvVar, wantsInjection, type InjectionSpec } from './spec.ts';
+import { DEFAULT_IMAGE, IMAGE_CLI, InjectionError, STATUS, readSpec, sidecarConfigJson, upstreamEnvVar, wantsInjection, type InjectionSpec } from './spec.ts';
 
 export const SIDECAR_NAME = 'meshlet';
 export const CATALOG_ANNOTATION = 'meshlet.io/catalog-configmap';
@@ -37,7 +37,7 @@ function podTemplateOf(doc: Json): { template: Json; kind: string } | undefined 
 
 /** The sidecar container for a spec. */
 export function sidecarContainer(spec: InjectionSpec, image: string): Json {
-  const probe = { exec: { command: ['node', '/app/sidecar/main.ts', 'wait-ready', '--admin', `http://127.0.0.1:${spec.adminPort}`, '--timeout', '1s'] } };
+  const probe = { exec: { command: [...IMAGE_CLI, 'wait-ready', '--admin', `http://127.0.0.1:${spec.adminPort}`, '--timeout', '1s'] } };
   return {
     name: SIDECAR_NAME,
     image,

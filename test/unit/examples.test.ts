@@ -1,6 +1,7 @@
 /** The shipped examples stay valid and match what the README and the Dockerfile say about them. */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { IMAGE_CLI } from '../../injector/spec.ts';
 import { loadConfigFile } from '../../sidecar/config/load.ts';
 import { parseCatalog } from '../../sidecar/discovery/file.ts';
 
@@ -36,10 +37,12 @@ describe('examples', () => {
     const dockerfile = read('Dockerfile');
     expect(dockerfile).toMatch(/^FROM node:24-slim$/m);
     expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toContain('ENTRYPOINT ["node", "/opt/meshlet/sidecar/main.ts"]');
+    // The injector's probes exec the image's CLI: both must name the same command.
+    const entrypoint = /^ENTRYPOINT (.*)$/m.exec(dockerfile)?.[1];
+    expect(JSON.parse(entrypoint ?? 'null')).toEqual([...IMAGE_CLI]);
     expect(dockerfile).toContain('CMD ["sidecar", "--config", "/etc/meshlet/meshlet.yaml"]');
     // What the image copies and runs exists in the tree.
-    for (const path of ['sidecar/main.ts', 'examples/meshlet.yaml', 'examples/catalog.yaml', 'package-lock.json']) expect(existsSync(abs(path)), path).toBe(true);
+    for (const path of ['bin/meshlet.js', 'sidecar/main.ts', 'examples/meshlet.yaml', 'examples/catalog.yaml', 'package-lock.json']) expect(existsSync(abs(path)), path).toBe(true);
   });
 
   it('every package the runtime imports is a dependency (the image installs with --omit=dev)', () => {
