@@ -7,7 +7,7 @@ import { installConfigReload } from './config/reloader.ts';
 import { redactSecrets } from './admin/server.ts';
 import { MeshletError } from './errors.ts';
 import { Sidecar } from './sidecar.ts';
-import { createLogger } from './telemetry/logger.ts';
+import { createLogger, type Logger } from './telemetry/logger.ts';
 import { reportServing, shouldSupervise, superviseWorkers, workerCount } from './workers.ts';
 
 const HELP = `meshlet - a service-mesh sidecar proxy
@@ -68,10 +68,21 @@ async function runSidecar(args: string[]): Promise<number> {
     // e.g. a port already in use: say which, release what was bound, and exit non-zero without a stack.
     process.stderr.write(`meshlet sidecar: cannot start: ${(err as Error).message}\n`);
     await sidecar.stop();
+    await flushLog(sidecar.log);
     return 1;
   }
   await stopped;
+  await flushLog(sidecar.log);
   return 0;
+}
+
+/**
+ * Waits until every log line reached stdout. pino writes asynchronously; exiting with a write still in
+ * flight lets the exit-time flush overtake it, and the last lines (deregistered, stopped) come out of
+ * order or not at all.
+ */
+function flushLog(log: Logger): Promise<void> {
+  return new Promise((resolve) => log.flush(() => resolve()));
 }
 
 async function validate(args: string[]): Promise<number> {

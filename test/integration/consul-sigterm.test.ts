@@ -58,7 +58,7 @@ describe('Consul deregistration on SIGTERM', () => {
       .filter((l) => l.startsWith('{'))
       .map((l) => (JSON.parse(l) as { msg: string }).msg);
     const deregistered = messages.indexOf('deregistered from consul');
-    expect(deregistered).toBeGreaterThan(messages.indexOf('signal received'));
-    expect(deregistered).toBeLessThan(messages.indexOf('stopped'));
+    expect(deregistered, messages.join(' | ')).toBeGreaterThan(messages.indexOf('signal received'));
+    expect(deregistered, out).toBeLessThan(messages.indexOf('stopped'));
   });
 });
