@@ -1,7 +1,8 @@
 /** Child processes of a bench run: started pinned to CPUs, waited for, measured (RSS), stopped. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
+import { freePort } from '../../examples/demo.ts';
 
 export interface Proc {
   readonly name: string;
@@ -81,17 +82,8 @@ export function rssTreeBytes(pid: number): number | undefined {
   return childPids(pid).reduce((sum, child) => sum + (rssTreeBytes(child) ?? 0), own);
 }
 
-/** A TCP port free right now on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** Free loopback ports come from the demo's helper, so there is one implementation. */
+export { freePort };
 
 /** Resolves once something accepts connections on `port`, or rejects after `timeoutMs`. */
 export async function waitForPort(port: number, what: string, timeoutMs = 15_000): Promise<void> {
