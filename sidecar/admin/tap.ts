@@ -11,6 +11,7 @@ import type { ExchangeObserver } from '../protocols/exchange.ts';
 import { CALLER_NOTE } from '../security/inbound.ts';
 import { TRACE_NOTE, traceIdFromHeaders } from '../telemetry/trace-context.ts';
 import { sendJson } from './server.ts';
+import { pathWithoutQuery } from '../protocols/headers.ts';
 
 /** One finished exchange, as streamed. */
 export interface TapEvent {
@@ -151,14 +152,13 @@ export class TapHub {
     onEnd: (x, outcome) => {
       if (this.#subscribers.size === 0) return;
       const inbound = x.cluster === this.#local;
-      const q = x.path.indexOf('?');
       const span = x.notes.get(TRACE_NOTE) as Span | undefined;
       const event: TapEvent = {
         time: new Date(Date.now() - outcome.durationMs).toISOString(),
         direction: inbound ? 'inbound' : 'outbound',
         upstream: inbound ? 'local' : x.cluster.name,
         method: x.method,
-        path: q === -1 ? x.path : x.path.slice(0, q),
+        path: pathWithoutQuery(x.path),
         status: outcome.status,
         endpoint: outcome.endpoint?.key,
         attempts: x.attempts,

@@ -60,3 +60,9 @@ export function addForwardingHeaders(headers: HeaderMap, facts: ForwardingFacts)
   appendListHeader(headers, 'forwarded', element);
   appendListHeader(headers, 'via', facts.via);
 }
+
+/** The path without its query string: what logs, spans and tap show, since queries may carry tokens. */
+export function pathWithoutQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q === -1 ? path : path.slice(0, q);
+}

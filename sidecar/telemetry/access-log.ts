@@ -9,6 +9,7 @@ import type { ExchangeObserver } from '../protocols/exchange.ts';
 import { GRPC_STATUS_NOTE } from '../protocols/grpc.ts';
 import type { Logger } from './logger.ts';
 import { TRACE_NOTE, traceIdFromHeaders } from './trace-context.ts';
+import { pathWithoutQuery } from '../protocols/headers.ts';
 
 /** Access lines are written whatever `logging.level` says: `logging.accessLog` is their switch. */
 const ACCESS_LEVEL = 'info';
@@ -35,11 +36,10 @@ export function createAccessLog(log: Logger, localCluster: Cluster): ExchangeObs
     },
     onEnd(x, outcome) {
       const span = x.notes.get(TRACE_NOTE) as Span | undefined;
-      const q = x.path.indexOf('?');
       loggerFor(x.cluster).info(
         {
           method: x.method,
-          path: q === -1 ? x.path : x.path.slice(0, q),
+          path: pathWithoutQuery(x.path),
           status: outcome.status,
           endpoint: outcome.endpoint?.key,
           attempts: x.attempts,

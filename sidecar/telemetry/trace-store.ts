@@ -90,6 +90,19 @@ function bounds(trace: StoredTrace): { start: number; end: number } {
   return { start, end };
 }
 
+/** What a trace's list row and its detail view share. */
+function totals(trace: StoredTrace, spans: readonly StoredSpan[], start: number, end: number): Omit<TraceDetail, 'spans'> {
+  return {
+    traceId: trace.traceId,
+    services: [...new Set(spans.map((s) => s.service))],
+    spanCount: spans.length,
+    errorCount: spans.filter((s) => s.status === 'error').length,
+    droppedSpans: trace.droppedSpans,
+    startTime: new Date(start).toISOString(),
+    durationMs: round(end - start),
+  };
+}
+
 export class TraceStore {
   readonly #limits: TraceStoreLimits;
   /** Insertion order is update order: the first entry is the least recently updated trace. */
@@ -149,15 +162,9 @@ export class TraceStore {
       const spans = [...trace.spans.values()];
       const root = spans.filter((s) => s.parentSpanId === undefined || !trace.spans.has(s.parentSpanId)).sort((a, b) => a.startMs - b.startMs)[0]!;
       rows.push({
-        traceId: trace.traceId,
+        ...totals(trace, spans, start, end),
         name: root.name,
         service: root.service,
-        services: [...new Set(spans.map((s) => s.service))],
-        spanCount: spans.length,
-        errorCount: spans.filter((s) => s.status === 'error').length,
-        droppedSpans: trace.droppedSpans,
-        startTime: new Date(start).toISOString(),
-        durationMs: round(end - start),
         start,
       });
     }
@@ -204,16 +211,7 @@ export class TraceStore {
     // Spans caught in a parent cycle (malformed input) are still shown, at the top level.
     for (const span of [...trace.spans.values()].sort((a, b) => a.startMs - b.startMs)) walk(span, 0);
     const spans = [...trace.spans.values()];
-    return {
-      traceId: trace.traceId,
-      services: [...new Set(spans.map((s) => s.service))],
-      spanCount: spans.length,
-      errorCount: spans.filter((s) => s.status === 'error').length,
-      droppedSpans: trace.droppedSpans,
-      startTime: new Date(start).toISOString(),
-      durationMs: round(end - start),
-      spans: views,
-    };
+    return { ...totals(trace, spans, start, end), spans: views };
   }
 
   /** A span processor that keeps this sidecar's own sampled spans here, whatever the exporter does. */

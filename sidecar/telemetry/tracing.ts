@@ -35,6 +35,7 @@ import { BoundedBatchProcessor, type ExportCounters } from './export.ts';
 import { TracePropagation } from './propagation.ts';
 
 import { TRACE_NOTE } from './trace-context.ts';
+import { pathWithoutQuery } from '../protocols/headers.ts';
 
 export { TRACE_NOTE };
 /** `exchange.notes` key of the attempt spans not ended yet. */
@@ -53,12 +54,6 @@ export interface TracingOptions {
   readonly counters: ExportCounters;
   /** More span processors, after the exporting one (e.g. the admin API's trace store). */
   readonly processors?: readonly SpanProcessor[];
-}
-
-function pathOnly(path: string): string {
-  // The query string is left out of spans: it may carry tokens.
-  const q = path.indexOf('?');
-  return q === -1 ? path : path.slice(0, q);
 }
 
 function setEndpoint(span: Span, endpoint: EndpointState): void {
@@ -124,7 +119,7 @@ export class MeshTracing {
       this.#propagation.inject(trace.setSpan(ROOT_CONTEXT, span), x.headers);
       const recording = span.isRecording();
       if (recording) {
-        span.setAttributes({ [ATTR_HTTP_REQUEST_METHOD]: x.method, [ATTR_URL_PATH]: pathOnly(x.path), [ATTR_PEER_SERVICE]: service, 'meshlet.upstream': upstream, 'meshlet.attempt': attempt });
+        span.setAttributes({ [ATTR_HTTP_REQUEST_METHOD]: x.method, [ATTR_URL_PATH]: pathWithoutQuery(x.path), [ATTR_PEER_SERVICE]: service, 'meshlet.upstream': upstream, 'meshlet.attempt': attempt });
         if (attempt > 1) span.setAttribute(ATTR_HTTP_REQUEST_RESEND_COUNT, attempt - 1);
         this.#openAttempts(x).add(span);
       }
@@ -173,7 +168,7 @@ export class MeshTracing {
     const socket = x.req.socket;
     span.setAttributes({
       [ATTR_HTTP_REQUEST_METHOD]: x.method,
-      [ATTR_URL_PATH]: pathOnly(x.path),
+      [ATTR_URL_PATH]: pathWithoutQuery(x.path),
       [ATTR_URL_SCHEME]: (socket as TLSSocket).encrypted ? 'https' : 'http',
       [ATTR_NETWORK_PROTOCOL_VERSION]: x.req.httpVersion,
       'meshlet.direction': inbound ? 'inbound' : 'outbound',
