@@ -1,0 +1,315 @@
+/**
+ * A pool of raw keep-alive HTTP/1.1 connections to ONE endpoint: the fast-path replacement for an
+ * undici Pool. Requests go out as one latin1 head string (plus body) per socket write; responses are
+ * parsed with llhttp on the connection (upstream-connection.ts) and their bodies are WireBody objects.
+ * One request per connection at a time; idle connections are reused LIFO (the warmest socket first);
+ * requests beyond maxConnections wait FIFO.
+ */
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import type { HeaderMap } from '../headers.ts';
+import type { WireBody } from './response-body.ts';
+import { type ConnectionOwner, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
+
+export type { BodySink, WireBody } from './response-body.ts';
+
+export interface WirePoolOptions {
+  /** Opens a new connection to the endpoint: a connecting net.Socket or tls.TLSSocket (mTLS). */
+  readonly connect: () => Socket;
+  /** Names the endpoint in errors, e.g. `backend@127.0.0.1:8080`. */
+  readonly peer: string;
+  /** Connect (and TLS handshake: 'secureConnect' for a TLSSocket, else 'connect') deadline. */
+  readonly connectTimeoutMs: number;
+  /** Pooled idle connections are closed after this. */
+  readonly idleTimeoutMs: number;
+  /** Open at once (in use + connecting); more requests wait FIFO for a free one. */
+  readonly maxConnections: number;
+  /** Default 64 KiB; larger response heads fail with HPE_HEADER_OVERFLOW. */
+  readonly maxResponseHeadBytes?: number;
+}
+
+export interface WireRequestOptions {
+  readonly method: string;
+  readonly path: string;
+  /** End-to-end headers, lowercase names (the caller removed hop-by-hop ones). The pool adds framing. */
+  readonly headers: HeaderMap;
+  readonly body: Buffer | Readable | null;
+  /** Abort: the connection in use is destroyed (never reused); the promise rejects / the body fails with signal.reason. */
+  readonly signal?: AbortSignal;
+  /** Longest silence while waiting for/reading the response body; 0 disables. */
+  readonly bodyIdleTimeoutMs: number;
+}
+
+export interface WireResponse {
+  readonly statusCode: number;
+  readonly statusMessage: string;
+  /** Lowercase names; repeated headers become arrays (set-cookie always an array); the same shape undici gives. */
+  readonly headers: Record<string, string | string[]>;
+  readonly body: WireBody;
+}
+
+const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+
+function invalidArg(message: string): Error {
+  return wireError('UND_ERR_INVALID_ARG', message);
+}
+
+/** A token (RFC 9110 5.6.2) has no controls, spaces, DEL, non-ASCII or separators that break a head line. */
+function isToken(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f || c === 0x3a /* : */ || c === 0x22 /* " */ || c === 0x2c /* , */) return false;
+  }
+  return true;
+}
+
+/** Field values may hold tabs, visible ASCII and obs-text (latin1), never CR, LF, NUL or other controls. */
+function isFieldValue(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
+  }
+  return true;
+}
+
+/** A request target: visible ASCII only (a space, CR or LF would end the request line early). */
+function isRequestTarget(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+function parseContentLength(value: string | string[], peer: string): number {
+  const text = Array.isArray(value) ? value.join(',') : value;
+  if (text.length === 0 || text.length > 15) throw invalidArg(`invalid content-length "${text}" for ${peer}`);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) throw invalidArg(`invalid content-length "${text}" for ${peer}`);
+  }
+  return Number(text);
+}
+
+/** One request as the pool and its connections see it: the serialized head, the body and how to settle. */
+export class PendingRequest implements RequestOnConnection {
+  readonly head: string;
+  readonly body: Buffer | Readable | null;
+  /** For a Readable body: the declared content-length, or -1 to send it chunked. */
+  readonly streamLength: number;
+  readonly isHead: boolean;
+  readonly bodyIdleTimeoutMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly promise: Promise<WireResponse>;
+  connection: UpstreamConnection | null = null;
+  resent = false;
+  readonly #pool: WirePool;
+  #resolve!: (response: WireResponse) => void;
+  #reject!: (err: Error) => void;
+
+  /** Validates and serializes the head; throws UND_ERR_INVALID_ARG before any connection is touched. */
+  constructor(pool: WirePool, options: WireRequestOptions, peer: string) {
+    const { method, path, headers, body } = options;
+    if (!isToken(method)) throw invalidArg(`invalid method "${method}" for ${peer}`);
+    if (!isRequestTarget(path)) throw invalidArg(`invalid request path "${path}" for ${peer}`);
+    let head = `${method} ${path} HTTP/1.1\r\n`;
+    let declaredLength: string | string[] | undefined;
+    for (const name in headers) {
+      const value = headers[name] as string | string[];
+      if (!isToken(name)) throw invalidArg(`invalid header name "${name}" for ${peer}`);
+      // Framing is the pool's job: it describes these bytes on this connection.
+      if (name === 'content-length') {
+        declaredLength = value;
+        continue;
+      }
+      if (name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
+      if (typeof value === 'string') {
+        if (!isFieldValue(value)) throw invalidArg(`invalid value for header "${name}" to ${peer}`);
+        head += `${name}: ${value}\r\n`;
+      } else {
+        for (const item of value) {
+          if (!isFieldValue(item)) throw invalidArg(`invalid value for header "${name}" to ${peer}`);
+          head += `${name}: ${item}\r\n`;
+        }
+      }
+    }
+    let streamLength = -1;
+    if (Buffer.isBuffer(body)) head += `content-length: ${body.length}\r\n`;
+    else if (declaredLength !== undefined) {
+      streamLength = parseContentLength(declaredLength, peer);
+      head += `content-length: ${streamLength}\r\n`;
+    } else if (body instanceof Readable) head += 'transfer-encoding: chunked\r\n';
+    this.head = `${head}\r\n`;
+    this.body = body;
+    this.streamLength = streamLength;
+    this.isHead = method === 'HEAD';
+    this.bodyIdleTimeoutMs = options.bodyIdleTimeoutMs;
+    this.signal = options.signal;
+    this.#pool = pool;
+    this.promise = new Promise<WireResponse>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** AbortSignal listener (an object, so no closure per request). */
+  handleEvent(): void {
+    this.#pool.abortRequest(this, this.signal?.reason as Error);
+  }
+
+  resolve(response: WireResponse): void {
+    this.#resolve(response);
+  }
+
+  /** Settles the request with an error; the abort listener is no longer needed. */
+  reject(err: Error): void {
+    this.finished();
+    this.#reject(err);
+  }
+
+  /** The request is over (its body ended, failed or was abandoned): stop listening for abort. */
+  finished(): void {
+    this.signal?.removeEventListener('abort', this);
+  }
+}
+
+/** A pool of raw keep-alive HTTP/1.1 connections to one endpoint. */
+export class WirePool implements ConnectionOwner {
+  readonly peer: string;
+  readonly connectTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxResponseHeadBytes: number;
+  readonly #connect: () => Socket;
+  readonly #maxConnections: number;
+  readonly #connections = new Set<UpstreamConnection>();
+  /** Idle connections, most recently used last (LIFO reuse keeps warm sockets warm and lets cold ones time out). */
+  readonly #idle: UpstreamConnection[] = [];
+  readonly #queue: PendingRequest[] = [];
+  #closing = false;
+  #closed: Promise<void> | null = null;
+  #resolveClosed: (() => void) | null = null;
+
+  constructor(options: WirePoolOptions) {
+    this.peer = options.peer;
+    this.connectTimeoutMs = options.connectTimeoutMs;
+    this.idleTimeoutMs = options.idleTimeoutMs;
+    this.maxResponseHeadBytes = options.maxResponseHeadBytes ?? DEFAULT_MAX_RESPONSE_HEAD_BYTES;
+    this.#connect = options.connect;
+    this.#maxConnections = Math.max(1, options.maxConnections);
+  }
+
+  /** Connections open (busy + idle), idle, and requests waiting for a connection. */
+  get stats(): { readonly open: number; readonly idle: number; readonly queued: number } {
+    return { open: this.#connections.size, idle: this.#idle.length, queued: this.#queue.length };
+  }
+
+  /** Sends one request on an idle or new connection; resolves at the final response head. */
+  request(options: WireRequestOptions): Promise<WireResponse> {
+    if (this.#closing) return Promise.reject(this.#closedError());
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    let request: PendingRequest;
+    try {
+      request = new PendingRequest(this, options, this.peer);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    signal?.addEventListener('abort', request);
+    this.#dispatch(request);
+    return request.promise;
+  }
+
+  /** Graceful: new requests reject, in-flight ones finish, idle connections close. Resolves when all closed. */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closed;
+    this.#closing = true;
+    this.#closed = new Promise<void>((resolve) => (this.#resolveClosed = resolve));
+    this.#rejectQueued(this.#closedError());
+    for (const connection of this.#idle.slice()) connection.close();
+    this.#resolveIfDrained();
+    return this.#closed;
+  }
+
+  /** Closes everything now; in-flight requests fail with `err`. */
+  destroy(err?: Error): void {
+    if (!this.#closed) void this.close();
+    const reason = err ?? this.#closedError();
+    this.#rejectQueued(reason);
+    for (const connection of [...this.#connections]) connection.destroy(reason);
+  }
+
+  /** Called by a connection whose response completed cleanly and that may carry another request. */
+  connectionIdle(connection: UpstreamConnection): void {
+    if (this.#closing) {
+      connection.close();
+      return;
+    }
+    const next = this.#queue.shift();
+    if (next) connection.send(next);
+    else this.#idle.push(connection);
+  }
+
+  /** Called once by every connection when it closes; `resend` is a request to retry on a fresh connection. */
+  connectionClosed(connection: UpstreamConnection, resend: RequestOnConnection | null): void {
+    this.#connections.delete(connection);
+    const at = this.#idle.lastIndexOf(connection);
+    if (at !== -1) this.#idle.splice(at, 1);
+    if (resend) {
+      const request = resend as PendingRequest;
+      request.resent = true;
+      this.#open(request);
+    }
+    if (!this.#closing && this.#queue.length > 0 && this.#connections.size < this.#maxConnections) {
+      this.#open(this.#queue.shift() as PendingRequest);
+    }
+    this.#resolveIfDrained();
+  }
+
+  /** The request's signal fired: drop it from the queue, or fail its connection. */
+  abortRequest(request: PendingRequest, reason: Error): void {
+    if (request.connection) {
+      request.connection.abort(request, reason);
+      return;
+    }
+    const at = this.#queue.indexOf(request);
+    if (at !== -1) {
+      this.#queue.splice(at, 1);
+      request.reject(reason);
+    }
+  }
+
+  #dispatch(request: PendingRequest): void {
+    const idle = this.#idle.pop();
+    if (idle) idle.send(request);
+    else if (this.#connections.size < this.#maxConnections) this.#open(request);
+    else this.#queue.push(request);
+  }
+
+  #open(request: PendingRequest): void {
+    let socket: Socket;
+    try {
+      socket = this.#connect();
+    } catch (err) {
+      request.reject(wireError((err as { code?: string }).code ?? 'UND_ERR_SOCKET', `cannot open a connection to ${this.peer}: ${(err as Error).message}`, err));
+      return;
+    }
+    this.#connections.add(new UpstreamConnection(this, socket, request));
+  }
+
+  #rejectQueued(err: Error): void {
+    for (const request of this.#queue.splice(0)) request.reject(err);
+  }
+
+  #resolveIfDrained(): void {
+    if (this.#closing && this.#connections.size === 0 && this.#resolveClosed) {
+      this.#resolveClosed();
+      this.#resolveClosed = null;
+    }
+  }
+
+  #closedError(): Error {
+    return wireError('UND_ERR_CLOSED', `the connection pool to ${this.peer} is closed`);
+  }
+}
