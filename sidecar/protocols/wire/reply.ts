@@ -1,0 +1,276 @@
+/**
+ * The response to one request on a raw-socket HTTP/1.1 connection, written straight to the socket
+ * (no ServerResponse, no stream machinery). The head is serialized once into a latin1 string and leaves
+ * with the first body bytes, so `writeHead` + `end(body)` is one syscall. A reply behind an earlier
+ * pipelined one buffers its bytes until the connection makes it active.
+ */
+import { EventEmitter } from 'node:events';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** What a reply needs from the connection it answers on. */
+export interface ReplyChannel {
+  readonly socket: Socket;
+  /** The reply handed its last bytes to the socket. */
+  replyFinished(reply: WireReply): void;
+  /** The reply asked to cut the connection. */
+  replyDestroyed(reply: WireReply): void;
+}
+
+/** Bytes node:http refuses in a header value (checkInvalidHeaderChar): CR, LF and other controls. */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** An RFC 9110 token: what a header name may be. */
+const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
+/** Bytes a reply waiting behind an earlier one may buffer before write() asks its writer to pause. */
+const PENDING_HIGH_WATER = 16 * 1024;
+const LAST_CHUNK = '0\r\n\r\n';
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+type HeaderValue = string | number | readonly string[] | undefined;
+
+function invalidHeader(code: string, message: string): TypeError {
+  return Object.assign(new TypeError(message), { code });
+}
+
+function headerLine(name: string, value: string | number): string {
+  if (typeof value !== 'number' && INVALID_VALUE.test(value)) throw invalidHeader('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+  return `${name}: ${value}\r\n`;
+}
+
+/** The response to one request, written straight to the socket (no ServerResponse). */
+export class WireReply extends EventEmitter {
+  statusCode = 200;
+  readonly #channel: ReplyChannel;
+  readonly #headRequest: boolean;
+  readonly #http10: boolean;
+  /** False when the connection ends after this reply (client asked, drain, close-delimited body). */
+  #keepAlive: boolean;
+  /** True while this reply is the one writing to the socket (the oldest unanswered request). */
+  #active = false;
+  /** Header lines serialized by writeHead; null until then. */
+  #lines: string | null = null;
+  #hasLength = false;
+  #userChunked = false;
+  #userConnection = false;
+  #headWritten = false;
+  #chunked = false;
+  #bodyAllowed = true;
+  #ended = false;
+  #finished = false;
+  #destroyed = false;
+  #closed = false;
+  #needDrain = false;
+  /** Output held while an earlier reply is still writing: latin1 strings (head, framing) and Buffers. */
+  #pending: (string | Buffer)[] | null = null;
+  #pendingBytes = 0;
+
+  constructor(channel: ReplyChannel, headRequest: boolean, http10: boolean, keepAlive: boolean) {
+    super();
+    this.#channel = channel;
+    this.#headRequest = headRequest;
+    this.#http10 = http10;
+    this.#keepAlive = keepAlive;
+  }
+
+  get headersSent(): boolean {
+    return this.#lines !== null;
+  }
+
+  get writableFinished(): boolean {
+    return this.#finished;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** Whether the connection may carry another request after this reply. */
+  get keepAlive(): boolean {
+    return this.#keepAlive;
+  }
+
+  /** headers: lowercase names -> string | number | string[]. Throws (writing nothing) on a bad name or a value with CR/LF. */
+  writeHead(statusCode: number, headers?: Record<string, HeaderValue>): this {
+    if (this.#lines !== null) throw invalidHeader('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    if (!Number.isInteger(statusCode) || statusCode < 100 || statusCode > 999) throw Object.assign(new RangeError(`Invalid status code: ${statusCode}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    let lines = '';
+    let hasLength = false;
+    let userChunked = false;
+    let userConnection = false;
+    let closes = false;
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (!TOKEN.test(name)) throw invalidHeader('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
+      if (typeof value === 'object') for (const v of value) lines += headerLine(name, v);
+      else lines += headerLine(name, value);
+      if (name === 'content-length') hasLength = true;
+      else if (name === 'transfer-encoding') userChunked = true;
+      else if (name === 'connection') {
+        userConnection = true;
+        closes = String(value).toLowerCase().includes('close');
+      }
+    }
+    this.statusCode = statusCode;
+    this.#lines = lines;
+    this.#hasLength = hasLength;
+    this.#userChunked = userChunked;
+    this.#userConnection = userConnection;
+    if (closes) this.#keepAlive = false;
+    return this;
+  }
+
+  /** Writes body bytes; false = the socket's buffer is full and 'drain' follows. */
+  write(chunk: Buffer | string): boolean {
+    if (this.#destroyed) return false;
+    if (this.#ended) throw Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+    if (this.#lines === null) this.writeHead(this.statusCode);
+    const prefix = this.#headWritten ? '' : this.#startHead(-1);
+    if (!this.#bodyAllowed || chunk.length === 0) {
+      // An empty chunk must not be framed: in chunked encoding it would end the body.
+      if (prefix !== '') this.#send(prefix, null, '');
+      return !this.#needDrain;
+    }
+    if (!this.#chunked) return this.#send(prefix, chunk, '');
+    const size = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    return this.#send(`${prefix}${size.toString(16)}\r\n`, chunk, '\r\n');
+  }
+
+  /** Ends the response; a body given here with no content-length set and nothing written yet is sent with a content-length. */
+  end(chunk?: Buffer | string): this {
+    if (this.#ended || this.#destroyed) return this;
+    if (this.#lines === null) this.writeHead(this.statusCode);
+    this.#ended = true;
+    const size = chunk === undefined ? 0 : typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+    let prefix = this.#headWritten ? '' : this.#startHead(size);
+    const body = this.#bodyAllowed && size > 0 ? (chunk as Buffer | string) : null;
+    let suffix = '';
+    if (this.#chunked) {
+      if (body !== null) prefix += `${size.toString(16)}\r\n`;
+      suffix = body !== null ? `\r\n${LAST_CHUNK}` : LAST_CHUNK;
+    }
+    if (prefix !== '' || body !== null || suffix !== '') this.#send(prefix, body, suffix);
+    if (this.#active) this.#finish();
+    return this;
+  }
+
+  /** Cuts the connection (a response under way cannot be followed by an error response). */
+  destroy(_err?: Error): this {
+    if (this.#destroyed || this.#finished) return this;
+    this.#destroyed = true;
+    this.#pending = null;
+    this.#channel.replyDestroyed(this);
+    return this;
+  }
+
+  /** Sends the interim `100 Continue` (in order, like any output of this reply). */
+  sendContinue(): void {
+    this.#send(CONTINUE, null, '');
+  }
+
+  /** Drain: a head not yet written carries `connection: close`. */
+  closeConnectionAfter(): void {
+    if (!this.#headWritten) this.#keepAlive = false;
+  }
+
+  /** Makes this reply the one writing to the socket: flushes what it buffered, finishing if it already ended. */
+  activate(): void {
+    this.#active = true;
+    const pending = this.#pending;
+    if (pending !== null) {
+      this.#pending = null;
+      this.#pendingBytes = 0;
+      const socket = this.#channel.socket;
+      let ok = true;
+      socket.cork();
+      for (const part of pending) ok = typeof part === 'string' ? socket.write(part, 'latin1') : socket.write(part);
+      socket.uncork();
+      if (!ok) this.#needDrain = true;
+      else this.socketDrained();
+    }
+    if (this.#ended) this.#finish();
+  }
+
+  /** The socket wants more: tell a writer that was told to wait. */
+  socketDrained(): void {
+    if (!this.#needDrain) return;
+    this.#needDrain = false;
+    this.emit('drain');
+  }
+
+  /** The connection is gone before this reply finished: 'close' with writableFinished false. */
+  abandon(): void {
+    if (this.#finished) return;
+    this.#destroyed = true;
+    this.#pending = null;
+    this.#emitClose();
+  }
+
+  /** Builds the status line, header lines and the framing fields; `knownLength` is the whole body's size when end() carries it, else -1. */
+  #startHead(knownLength: number): string {
+    this.#headWritten = true;
+    const status = this.statusCode;
+    this.#bodyAllowed = !this.#headRequest && status >= 200 && status !== 204 && status !== 304;
+    let framing = '';
+    if (this.#hasLength) {
+      // Sent as given.
+    } else if (this.#userChunked) this.#chunked = this.#bodyAllowed;
+    else if (!this.#bodyAllowed) {
+      // No body may follow, so no framing either.
+    } else if (knownLength >= 0) framing = `content-length: ${knownLength}\r\n`;
+    else if (!this.#http10) {
+      framing = 'transfer-encoding: chunked\r\n';
+      this.#chunked = true;
+    } else this.#keepAlive = false; // HTTP/1.0 without a length: the body ends when the connection does.
+    if (!this.#keepAlive && !this.#userConnection) framing += 'connection: close\r\n';
+    return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n${this.#lines ?? ''}${framing}\r\n`;
+  }
+
+  /** Writes prefix (latin1), body and suffix (latin1) in one go, or holds them while an earlier reply writes. */
+  #send(prefix: string, body: Buffer | string | null, suffix: string): boolean {
+    if (!this.#active) return this.#hold(prefix, body, suffix);
+    const socket = this.#channel.socket;
+    let ok: boolean;
+    if (body === null) ok = socket.write(prefix + suffix, 'latin1');
+    // Node concatenates head and a string body the same way (the body's utf8 wins).
+    else if (typeof body === 'string') ok = socket.write(prefix + body + suffix);
+    else if (prefix === '' && suffix === '') ok = socket.write(body);
+    else {
+      socket.cork();
+      if (prefix !== '') socket.write(prefix, 'latin1');
+      ok = socket.write(body);
+      if (suffix !== '') ok = socket.write(suffix, 'latin1');
+      socket.uncork();
+    }
+    if (!ok) this.#needDrain = true;
+    return ok;
+  }
+
+  #hold(prefix: string, body: Buffer | string | null, suffix: string): boolean {
+    if (this.#destroyed) return false;
+    const pending = (this.#pending ??= []);
+    if (prefix !== '') pending.push(prefix);
+    if (body !== null) pending.push(typeof body === 'string' ? Buffer.from(body) : body);
+    if (suffix !== '') pending.push(suffix);
+    this.#pendingBytes += prefix.length + (body === null ? 0 : body.length) + suffix.length;
+    if (this.#pendingBytes > PENDING_HIGH_WATER) this.#needDrain = true;
+    return !this.#needDrain;
+  }
+
+  #finish(): void {
+    this.#finished = true;
+    this.#channel.replyFinished(this);
+    process.nextTick(WireReply.#afterFinish, this);
+  }
+
+  static #afterFinish(this: void, reply: WireReply): void {
+    reply.emit('finish');
+    reply.#emitClose();
+  }
+
+  #emitClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.emit('close');
+  }
+}

@@ -1,0 +1,464 @@
+/**
+ * HTTP/1.1 served on one raw socket (net.Socket or tls.TLSSocket) with llhttp, without node:http's
+ * IncomingMessage/ServerResponse streams. One parser per connection with its callbacks installed once;
+ * one head timer and one keep-alive timer per connection, refreshed rather than recreated. Pipelined
+ * requests are handed over in order and answered in order; malformed or slow heads are answered here
+ * (400, 408, 431) and never reach the handler.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { meshError, type MeshletError } from '../../errors.ts';
+import { writeRawError } from '../upgrade.ts';
+import { HTTPParser, METHODS, createParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
+import { WireReply, type ReplyChannel } from './reply.ts';
+import { ParsedRequest, RequestBody, scanHead } from './request.ts';
+
+export interface WireRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersion: string;
+  /** Same shape as node:http's req.headers: lowercase names; duplicates combined as node does. Built lazily on first access. */
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: readonly string[];
+  readonly socket: Socket;
+  /** The body as a stream, or null when the request has none (no transfer-encoding and no or zero content-length). */
+  readonly body: Readable | null;
+}
+
+export interface WireServerOptions {
+  /** Names the listener in errors and logs. */
+  readonly name: string;
+  /** Over -> 431. Read when the connection starts (the parser is sized once). */
+  readonly maxRequestHeadBytes: number;
+  /** The whole request head must arrive within this (from its first byte, or connection start); else 408 + close. 0 disables. */
+  readonly headTimeoutMs: number;
+  /** A keep-alive connection waiting for its next request is closed after this (node:http's keepAliveTimeout, 5 s). */
+  readonly keepAliveTimeoutMs: number;
+  /** Any connection silent this long is destroyed; 0 disables. */
+  readonly idleTimeoutMs: number;
+  readonly onRequest: (req: WireRequest, reply: WireReply) => void;
+  /** Upgrade requests (Upgrade header, not h2c, no body) go here with the bytes after the head; absent -> they are served via onRequest (RFC 9110 7.8). */
+  readonly onUpgrade?: ((req: WireRequest, socket: Socket, head: Buffer) => void) | undefined;
+}
+
+/** llhttp reports message starts here (Node exports the slot; llhttp.ts does not name it). */
+const kOnMessageBegin = (HTTPParser as unknown as { kOnMessageBegin: number }).kOnMessageBegin;
+/** Unanswered requests beyond this stop reading the socket, so a pipelining client cannot queue without bound. */
+const MAX_QUEUED = 2;
+
+/** An upgrade request waiting for the earlier replies, with the bytes that followed its head. */
+interface PendingUpgrade {
+  readonly request: ParsedRequest;
+  head: Buffer;
+  readonly handler: NonNullable<WireServerOptions['onUpgrade']>;
+}
+
+type Phase = 'idle' | 'head' | 'body';
+type State = 'open' | 'closing' | 'closed' | 'upgraded';
+
+function connectionReset(message: string): Error {
+  return Object.assign(new Error(message), { code: 'ECONNRESET' });
+}
+
+/** Serves HTTP/1.1 on one accepted socket until it closes. */
+export class WireConnection implements ReplyChannel {
+  readonly socket: Socket;
+  #options: WireServerOptions;
+  readonly #parser: LlhttpParser;
+  #state: State = 'open';
+  /** False once a parse error or head timeout was met: nothing more is read as HTTP. */
+  #parsing = true;
+  #phase: Phase = 'head';
+  /** Header pairs and URL flushed early by llhttp (kOnHeaders), as node's _http_common accumulates them. */
+  #rawHeaders: string[] = [];
+  #url = '';
+  /** Unanswered requests' replies, oldest (the one writing) first. */
+  readonly #replies: WireReply[] = [];
+  /** Requests parsed during one execute(), handed to the handler after it returns; null = answer 417. */
+  readonly #readyRequests: (ParsedRequest | null)[] = [];
+  readonly #readyReplies: WireReply[] = [];
+  /** The request whose body is being parsed, and its reply. */
+  #body: RequestBody | null = null;
+  #bodyReply: WireReply | null = null;
+  /** Its reply finished first: the rest of the body is read and dropped (node's req._dump). */
+  #dumpingBody = false;
+  /** The body stream asked for a pause. */
+  #bodyFull = false;
+  #paused = false;
+  #draining = false;
+  /** An error response owed once the earlier replies are written. */
+  #deferredError: MeshletError | null = null;
+  #upgrade: PendingUpgrade | null = null;
+  #headTimer: NodeJS.Timeout | null = null;
+  #keepAliveTimer: NodeJS.Timeout | null = null;
+  readonly #wantBody = (): void => this.#resumeBody();
+
+  constructor(socket: Socket, options: WireServerOptions) {
+    this.socket = socket;
+    this.#options = options;
+    const parser = (this.#parser = createParser('request', options.maxRequestHeadBytes));
+    parser[kOnMessageBegin] = this.#onMessageBegin;
+    parser[kOnHeaders] = this.#onHeaders;
+    parser[kOnHeadersComplete] = this.#onHeadersComplete;
+    parser[kOnBody] = this.#onBody;
+    parser[kOnMessageComplete] = this.#onMessageComplete;
+    socket.setNoDelay(true);
+    for (const [event, listener] of this.#socketListeners()) socket.on(event, listener);
+    if (options.idleTimeoutMs > 0) socket.setTimeout(options.idleTimeoutMs);
+    // The first head is timed from connection start, so a client that connects and says nothing is cut too.
+    this.#armHeadTimer();
+    socket.resume();
+  }
+
+  /** Requests received and not yet fully answered. */
+  get inFlight(): number {
+    return this.#replies.length;
+  }
+
+  /** Drain: responses still to be written carry `connection: close`; the socket closes once idle (now, if idle). */
+  closeWhenIdle(): void {
+    if (this.#state !== 'open') return;
+    this.#draining = true;
+    for (const reply of this.#replies) reply.closeConnectionAfter();
+    if (this.#replies.length === 0 && this.#upgrade === null) this.#closeAfterWrites();
+  }
+
+  destroy(): void {
+    if (this.#state === 'upgraded') return;
+    this.socket.destroy();
+  }
+
+  /** Replaces the options for requests that start from now on (hot reload swaps the handler). */
+  setOptions(options: WireServerOptions): void {
+    const previous = this.#options;
+    this.#options = options;
+    if (options.idleTimeoutMs !== previous.idleTimeoutMs && this.#state === 'open') this.socket.setTimeout(options.idleTimeoutMs);
+    if (options.headTimeoutMs !== previous.headTimeoutMs) this.#headTimer = this.#clearTimer(this.#headTimer);
+    if (options.keepAliveTimeoutMs !== previous.keepAliveTimeoutMs) this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+  }
+
+  // ReplyChannel
+
+  replyFinished(reply: WireReply): void {
+    if (this.#replies[0] === reply) this.#replies.shift();
+    if (reply === this.#bodyReply && this.#body !== null) {
+      this.#dumpingBody = true;
+      this.#bodyFull = false;
+    }
+    if (!reply.keepAlive || (this.#replies.length === 0 && this.#draining)) {
+      this.#closeAfterWrites();
+      return;
+    }
+    const next = this.#replies[0];
+    if (next !== undefined) next.activate();
+    else if (this.#deferredError !== null) this.#writeError(this.#deferredError);
+    else if (this.#upgrade !== null) this.#handOff();
+    else if (this.#phase === 'idle') this.#armKeepAliveTimer();
+    this.#updateFlow();
+  }
+
+  replyDestroyed(_reply: WireReply): void {
+    this.destroy();
+  }
+
+  // Parser callbacks (installed once)
+
+  readonly #onMessageBegin = (): void => {
+    if (this.#phase !== 'idle') return;
+    this.#phase = 'head';
+    this.#armHeadTimer();
+  };
+
+  readonly #onHeaders = (headers: string[], url: string): void => {
+    for (const item of headers) this.#rawHeaders.push(item);
+    this.#url += url;
+  };
+
+  readonly #onHeadersComplete = (
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    methodIndex: number,
+    url: string | undefined,
+    _statusCode: unknown,
+    _statusMessage: unknown,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number => {
+    if (headers === undefined) {
+      headers = this.#rawHeaders;
+      this.#rawHeaders = [];
+    }
+    if (url === undefined) {
+      url = this.#url;
+      this.#url = '';
+    }
+    this.#phase = 'body';
+    const method = METHODS[methodIndex] ?? 'UNKNOWN';
+    const http10 = versionMajor === 1 && versionMinor === 0;
+    const httpVersion = versionMajor === 1 && versionMinor === 1 ? '1.1' : `${versionMajor}.${versionMinor}`;
+    const head = scanHead(headers);
+    const body = head.hasBody ? new RequestBody(this.#wantBody) : null;
+    const request = new ParsedRequest(method, url, httpVersion, headers, this.socket, body);
+    const onUpgrade = this.#options.onUpgrade;
+    if (upgrade && onUpgrade !== undefined && method !== 'CONNECT' && !head.hasBody && head.upgrade !== undefined && head.upgrade.trim().toLowerCase() !== 'h2c') {
+      this.#upgrade = { request, head: EMPTY, handler: onUpgrade };
+      return 0;
+    }
+    // A CONNECT served as a plain request: what follows its head is tunnel bytes, not HTTP.
+    const reply = new WireReply(this, method === 'HEAD', http10, shouldKeepAlive && !this.#draining && method !== 'CONNECT');
+    this.#body = body;
+    this.#bodyReply = reply;
+    this.#dumpingBody = false;
+    this.#replies.push(reply);
+    if (this.#replies.length === 1) reply.activate();
+    let accepted = true;
+    if (head.expect !== undefined) {
+      if (head.expect.toLowerCase() !== '100-continue') accepted = false;
+      else if (!http10) reply.sendContinue();
+    }
+    this.#readyRequests.push(accepted ? request : null);
+    this.#readyReplies.push(reply);
+    return 0;
+  };
+
+  readonly #onBody = (chunk: Buffer): void => {
+    const body = this.#body;
+    if (body === null || this.#dumpingBody) return;
+    if (!body.push(chunk)) this.#bodyFull = true;
+  };
+
+  readonly #onMessageComplete = (): void => {
+    // Trailers were flushed through kOnHeaders; node drops them unless asked, and so does this server.
+    this.#rawHeaders = [];
+    this.#url = '';
+    this.#phase = 'idle';
+    const body = this.#body;
+    this.#body = null;
+    this.#bodyReply = null;
+    this.#bodyFull = false;
+    if (body !== null) body.push(null);
+    if (this.#replies.length === 0 && this.#upgrade === null) this.#armKeepAliveTimer();
+  };
+
+  // Socket events (installed once)
+
+  readonly #onData = (data: Buffer): void => {
+    if (!this.#parsing || this.#state !== 'open' || this.#upgrade !== null) return;
+    let offset = 0;
+    let failure: LlhttpError | null = null;
+    while (offset < data.length) {
+      const parsed = this.#parser.execute(offset === 0 ? data : data.subarray(offset));
+      if (typeof parsed !== 'number') {
+        failure = parsed;
+        break;
+      }
+      offset += parsed;
+      // The parser callbacks may have set it during execute(); TypeScript cannot see that.
+      const upgrade = this.#upgrade as PendingUpgrade | null;
+      if (upgrade !== null) {
+        upgrade.head = data.subarray(offset);
+        break;
+      }
+      // llhttp stops after every Upgrade head; one not taken is served as HTTP and parsing goes on.
+      if (parsed === 0) break;
+    }
+    const error = failure === null ? null : this.#parseError(failure);
+    // A request whose body the error cut is never handed over: its reply is dropped before dispatch.
+    const cutStarted = error !== null && this.#abandonCutRequest(error);
+    this.#dispatchReady();
+    if (error !== null) this.#failParsing(error, cutStarted);
+    else if (this.#upgrade !== null && this.#replies.length === 0) this.#handOff();
+    this.#updateFlow();
+  };
+
+  /** The client half-closed: like node:http (httpAllowHalfOpen off), it is gone and its unanswered requests are abandoned. */
+  readonly #onEnd = (): void => {
+    if (this.#state !== 'open') return;
+    if (this.#phase === 'body') this.socket.destroy();
+    else this.#closeAfterWrites();
+  };
+
+  /** Socket errors (ECONNRESET, EPIPE, TLS) end the connection; 'close' follows and cleans up. */
+  readonly #onError = (err: Error): void => {
+    this.#socketError = err;
+  };
+  #socketError: Error | null = null;
+
+  readonly #onClose = (): void => {
+    if (this.#state === 'upgraded') return;
+    this.#state = 'closed';
+    this.#headTimer = this.#clearTimer(this.#headTimer);
+    this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    const body = this.#body;
+    this.#body = null;
+    if (body !== null) {
+      const reason = this.#socketError ? `: ${this.#socketError.message}` : '';
+      body.destroy(connectionReset(`client closed the connection mid-body on listener ${this.#options.name}${reason}`));
+    }
+    const replies = this.#replies.splice(0);
+    for (const reply of replies) reply.abandon();
+    this.#parser.free();
+  };
+
+  readonly #onDrain = (): void => {
+    this.#replies[0]?.socketDrained();
+  };
+
+  readonly #onIdle = (): void => {
+    this.socket.destroy();
+  };
+
+  // Internals
+
+  /** Hands the requests parsed by the last execute() to the handler, after the parser is done with its buffer. */
+  #dispatchReady(): void {
+    const requests = this.#readyRequests;
+    if (requests.length === 0) return;
+    const replies = this.#readyReplies;
+    const onRequest = this.#options.onRequest;
+    for (let i = 0; i < requests.length; i++) {
+      const request = requests[i];
+      const reply = replies[i] as WireReply;
+      if (reply.destroyed) continue;
+      if (request !== undefined && request !== null) onRequest(request, reply);
+      else reply.writeHead(417, { connection: 'close', 'content-length': 0 }).end();
+    }
+    requests.length = 0;
+    replies.length = 0;
+  }
+
+  #parseError(err: LlhttpError): MeshletError {
+    const name = this.#options.name;
+    if (err.code === 'HPE_HEADER_OVERFLOW') return meshError('HEADERS_TOO_LARGE', `request head larger than the limit on listener ${name}`, err);
+    return meshError('BAD_REQUEST', `malformed request on listener ${name}: ${err.code}${err.reason ? ` (${err.reason})` : ''}`, err);
+  }
+
+  /**
+   * Stops reading HTTP and answers with `error`: now when nothing is unanswered, after the earlier replies
+   * when none of them started, or by cutting the connection when a response is already under way.
+   */
+  #failParsing(error: MeshletError, cutStarted = false): void {
+    this.#parsing = false;
+    this.#headTimer = this.#clearTimer(this.#headTimer);
+    if (this.#abandonCutRequest(error) || cutStarted || this.#replies[0]?.headersSent) {
+      this.socket.destroy();
+      return;
+    }
+    if (this.#replies.length === 0) this.#writeError(error);
+    else this.#deferredError = error;
+  }
+
+  /**
+   * The request whose body `error` cut can never be answered properly: its body errors, its reply is
+   * dropped. True when that reply had already started (then only cutting the connection is honest).
+   */
+  #abandonCutRequest(error: MeshletError): boolean {
+    const body = this.#body;
+    const cut = this.#bodyReply;
+    this.#body = null;
+    this.#bodyReply = null;
+    if (body !== null) body.destroy(error);
+    if (cut === null || cut.writableFinished) return false;
+    if (cut.headersSent) return true;
+    const index = this.#replies.indexOf(cut);
+    if (index >= 0) this.#replies.splice(index, 1);
+    cut.abandon();
+    return false;
+  }
+
+  #writeError(error: MeshletError): void {
+    this.#state = 'closing';
+    writeRawError(this.socket, error);
+    this.socket.destroySoon();
+  }
+
+  /** Ends the connection once written; requests pipelined behind a closing reply are dropped. */
+  #closeAfterWrites(): void {
+    if (this.#state !== 'open') return;
+    this.#state = 'closing';
+    this.#headTimer = this.#clearTimer(this.#headTimer);
+    this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    for (const reply of this.#replies.splice(0)) reply.abandon();
+    this.socket.destroySoon();
+  }
+
+  /** Every listener this connection keeps on its socket (added once, all removed on hand-off). */
+  #socketListeners(): [string, (...args: any[]) => void][] {
+    return [
+      ['data', this.#onData],
+      ['end', this.#onEnd],
+      ['error', this.#onError],
+      ['close', this.#onClose],
+      ['drain', this.#onDrain],
+      ['timeout', this.#onIdle],
+    ];
+  }
+
+  /** Gives the socket to the upgrade handler, with no listener or timer of this connection left on it. */
+  #handOff(): void {
+    const upgrade = this.#upgrade;
+    if (upgrade === null || this.#state !== 'open') return;
+    this.#state = 'upgraded';
+    const socket = this.socket;
+    for (const [event, listener] of this.#socketListeners()) socket.removeListener(event, listener);
+    socket.setTimeout(0);
+    this.#headTimer = this.#clearTimer(this.#headTimer);
+    this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    this.#parser.free();
+    // Like node:http: the new owner starts the flow by attaching its own 'data' listener or pipe.
+    (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    upgrade.handler(upgrade.request, socket, upgrade.head);
+  }
+
+  /** Reads only while the handler keeps up: body backpressure, a deep pipeline, or a pending upgrade/error pause the socket. */
+  #updateFlow(): void {
+    if (this.#state !== 'open') return;
+    const hold = this.#bodyFull || this.#replies.length > MAX_QUEUED || this.#upgrade !== null || this.#deferredError !== null;
+    if (hold === this.#paused) return;
+    this.#paused = hold;
+    if (hold) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  #resumeBody(): void {
+    if (!this.#bodyFull) return;
+    this.#bodyFull = false;
+    this.#updateFlow();
+  }
+
+  #armHeadTimer(): void {
+    const ms = this.#options.headTimeoutMs;
+    if (ms <= 0) return;
+    if (this.#headTimer === null) this.#headTimer = setTimeout(this.#onHeadTimeout, ms).unref();
+    else this.#headTimer.refresh();
+  }
+
+  #armKeepAliveTimer(): void {
+    const ms = this.#options.keepAliveTimeoutMs;
+    if (ms <= 0 || this.#state !== 'open') return;
+    if (this.#keepAliveTimer === null) this.#keepAliveTimer = setTimeout(this.#onKeepAliveTimeout, ms).unref();
+    else this.#keepAliveTimer.refresh();
+  }
+
+  /** Fires headTimeoutMs after the latest head started; only a head still incomplete is late. */
+  readonly #onHeadTimeout = (): void => {
+    if (this.#state !== 'open' || !this.#parsing || this.#phase !== 'head') return;
+    this.#failParsing(meshError('REQUEST_TIMEOUT', `request head not received in time on listener ${this.#options.name}`));
+    this.#updateFlow();
+  };
+
+  /** Fires keepAliveTimeoutMs after the connection last went idle; closes it if it still is. */
+  readonly #onKeepAliveTimeout = (): void => {
+    if (this.#state !== 'open' || this.#phase !== 'idle' || this.#replies.length > 0 || this.#upgrade !== null) return;
+    this.socket.destroy();
+  };
+
+  #clearTimer(timer: NodeJS.Timeout | null): null {
+    if (timer !== null) clearTimeout(timer);
+    return null;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -1,0 +1,518 @@
+import { createServer as createHttpServer, get as httpGet, Agent as HttpAgent, type IncomingHttpHeaders } from 'node:http';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { request as undiciRequest } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WireConnection, type WireRequest, type WireServerOptions } from '../../sidecar/protocols/wire/server-connection.ts';
+import type { WireReply } from '../../sidecar/protocols/wire/reply.ts';
+import { rawExchange } from '../helpers/raw.ts';
+
+type Handler = (req: WireRequest, reply: WireReply) => void;
+
+interface TestServer {
+  readonly port: number;
+  readonly connections: WireConnection[];
+  readonly sockets: Socket[];
+}
+
+const servers: Server[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) {
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      (server as Server & { sockets?: Set<Socket> }).sockets?.forEach((s) => s.destroy());
+    });
+  }
+});
+
+async function startServer(onRequest: Handler, overrides: Partial<WireServerOptions> = {}): Promise<TestServer> {
+  const connections: WireConnection[] = [];
+  const sockets: Socket[] = [];
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
+    sockets.push(socket);
+    connections.push(new WireConnection(socket, { name: 'test-in', maxRequestHeadBytes: 16 * 1024, headTimeoutMs: 5000, keepAliveTimeoutMs: 5000, idleTimeoutMs: 0, onRequest, ...overrides }));
+  });
+  (server as Server & { sockets?: Set<Socket> }).sockets = new Set();
+  server.on('connection', (s: Socket) => (server as Server & { sockets: Set<Socket> }).sockets.add(s));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  servers.push(server);
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return { port: address.port, connections, sockets };
+}
+
+/** A raw client that keeps everything received and can wait for a pattern or the close. */
+class RawClient {
+  readonly socket: Socket;
+  text = '';
+  closed: Promise<void>;
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.on('data', (chunk: Buffer) => (this.text += chunk.toString('latin1')));
+    this.socket.on('error', () => {});
+    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
+  send(bytes: string | Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  /** Resolves once the received text matches `test` (polled on every chunk, bounded by the close). */
+  waitFor(test: (text: string) => boolean): Promise<string> {
+    if (test(this.text)) return Promise.resolve(this.text);
+    return new Promise((resolve, reject) => {
+      const onData = () => {
+        if (!test(this.text)) return;
+        cleanup();
+        resolve(this.text);
+      };
+      const onClose = () => {
+        cleanup();
+        if (test(this.text)) resolve(this.text);
+        else reject(new Error(`closed before the expected bytes; got ${JSON.stringify(this.text)}`));
+      };
+      const cleanup = () => {
+        this.socket.removeListener('data', onData);
+        this.socket.removeListener('close', onClose);
+      };
+      this.socket.on('data', onData);
+      this.socket.on('close', onClose);
+    });
+  }
+
+  /** Counts complete `HTTP/1.1 ` status lines received. */
+  responses(): number {
+    return this.text.split('HTTP/1.1 ').length - 1;
+  }
+}
+
+function readBody(req: WireRequest): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (req.body === null) return resolve('');
+    const chunks: Buffer[] = [];
+    req.body.on('data', (c: Buffer) => chunks.push(c));
+    req.body.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    req.body.on('error', reject);
+  });
+}
+
+const okHandler: Handler = (req, reply) => {
+  reply.writeHead(200, { 'content-type': 'text/plain' });
+  reply.end(`ok ${req.method} ${req.url}`);
+};
+
+function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (condition()) resolve();
+      else if (Date.now() - started > timeoutMs) reject(new Error('condition not met in time'));
+      else setTimeout(check, 5);
+    };
+    check();
+  });
+}
+
+describe('WireConnection: serving requests', () => {
+  it('serves several GETs on one keep-alive connection', async () => {
+    const server = await startServer(okHandler);
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (const path of ['/a', '/b', '/c']) {
+        const body = await new Promise<string>((resolve, reject) => {
+          httpGet({ host: '127.0.0.1', port: server.port, path, agent }, (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c));
+            res.on('end', () => resolve(text));
+          }).on('error', reject);
+        });
+        expect(body).toBe(`ok GET ${path}`);
+      }
+      expect(server.connections).toHaveLength(1);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('hands content-length and chunked POST bodies to the handler intact', async () => {
+    const server = await startServer((req, reply) => {
+      void readBody(req).then((body) => reply.end(`${req.headers['content-length'] ?? 'chunked'}:${body}`));
+    });
+    const big = 'x'.repeat(200_000);
+    const res = await undiciRequest(`http://127.0.0.1:${server.port}/up`, { method: 'POST', body: big });
+    expect(await res.body.text()).toBe(`200000:${big}`);
+    const client = new RawClient(server.port);
+    client.send('POST /c HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n');
+    const text = await client.waitFor((t) => t.includes('chunked:hello world'));
+    expect(text).toContain('content-length: 19');
+    client.socket.destroy();
+  });
+
+  it('answers HEAD and 204 without a body and keeps the connection', async () => {
+    const server = await startServer((req, reply) => {
+      if (req.url === '/empty') reply.writeHead(204, {}).end();
+      else reply.end('would-be-body');
+    });
+    const client = new RawClient(server.port);
+    client.send('HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET /empty HTTP/1.1\r\nhost: x\r\n\r\nGET /last HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await client.waitFor((t) => t.includes('would-be-body'));
+    const [head, noContent] = text.split('HTTP/1.1 ').slice(1);
+    expect(head).toBe('200 OK\r\n\r\n');
+    expect(noContent).toBe('204 No Content\r\n\r\n');
+    client.socket.destroy();
+  });
+
+  it('chunks a reply written without content-length', async () => {
+    const server = await startServer((_req, reply) => {
+      reply.writeHead(200, { 'content-type': 'text/plain' });
+      reply.write('hello ');
+      reply.write(Buffer.from('chunked '));
+      reply.write('');
+      reply.end('world');
+    });
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await client.waitFor((t) => t.endsWith('0\r\n\r\n'));
+    expect(text).toBe('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello \r\n8\r\nchunked \r\n5\r\nworld\r\n0\r\n\r\n');
+    const res = await undiciRequest(`http://127.0.0.1:${server.port}/`);
+    expect(await res.body.text()).toBe('hello chunked world');
+    client.socket.destroy();
+  });
+
+  it('answers pipelined requests in order even when the handler answers the second first', async () => {
+    let first: WireReply | undefined;
+    const server = await startServer((req, reply) => {
+      if (req.url === '/1') first = reply;
+      else {
+        reply.end('second');
+        first?.end('first');
+      }
+    });
+    const client = new RawClient(server.port);
+    client.send('GET /1 HTTP/1.1\r\nhost: x\r\n\r\nGET /2 HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await client.waitFor((t) => t.includes('first') && t.includes('second'));
+    expect(text.indexOf('first')).toBeLessThan(text.indexOf('second'));
+    expect(server.connections[0]?.inFlight).toBe(0);
+    client.socket.destroy();
+  });
+
+  it('closes HTTP/1.0 and Connection: close exchanges after the reply', async () => {
+    const server = await startServer((_req, reply) => {
+      reply.writeHead(200, {});
+      reply.write('streamed');
+      reply.end();
+    });
+    const old = await rawExchange(server.port, 'GET / HTTP/1.0\r\n\r\n');
+    expect(old).toBe('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nstreamed');
+    const closing = await rawExchange(server.port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    expect(closing).toBe('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n8\r\nstreamed\r\n0\r\n\r\n');
+  });
+
+  it('sends 100 Continue at once for Expect: 100-continue, and 417 for other expectations', async () => {
+    const server = await startServer((req, reply) => void readBody(req).then((body) => reply.end(`got ${body}`)));
+    const client = new RawClient(server.port);
+    client.send('POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n');
+    await client.waitFor((t) => t === 'HTTP/1.1 100 Continue\r\n\r\n');
+    client.send('hello');
+    await client.waitFor((t) => t.endsWith('got hello'));
+    client.socket.destroy();
+    const refused = await rawExchange(server.port, 'GET / HTTP/1.1\r\nhost: x\r\nexpect: something-else\r\n\r\n');
+    expect(refused).toMatch(/^HTTP\/1\.1 417 Expectation Failed\r\n.*connection: close/s);
+  });
+
+  it('hands an Upgrade request to onUpgrade with the bytes after its head, and no listeners of its own left', async () => {
+    let listenersAfter = -1;
+    const server = await startServer(okHandler, {
+      onUpgrade: (req, socket, head) => {
+        listenersAfter = socket.listenerCount('data') + socket.listenerCount('close') + socket.listenerCount('error');
+        socket.on('error', () => {});
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${req.headers.upgrade}\r\nconnection: upgrade\r\n\r\n`);
+        socket.write(`head=${head.toString()};`);
+        socket.on('data', (c: Buffer) => socket.write(`echo=${c.toString()};`));
+      },
+    });
+    const client = new RawClient(server.port);
+    client.send('GET /ws HTTP/1.1\r\nhost: x\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nearly');
+    await client.waitFor((t) => t.includes('head=early;'));
+    client.send('later');
+    await client.waitFor((t) => t.includes('echo=later;'));
+    expect(listenersAfter).toBe(0);
+    client.socket.destroy();
+  });
+
+  it('collects 40 headers (flushed early through kOnHeaders) and a long URL', async () => {
+    let seen: WireRequest | undefined;
+    const server = await startServer((req, reply) => {
+      seen = req;
+      reply.end('ok');
+    });
+    const names = Array.from({ length: 40 }, (_, i) => `x-header-${i}: value-${i}\r\n`).join('');
+    const url = `/${'p'.repeat(3000)}`;
+    const client = new RawClient(server.port);
+    client.send(`GET ${url} HTTP/1.1\r\nhost: x\r\n${names}\r\n`);
+    await client.waitFor((t) => t.endsWith('ok'));
+    expect(seen?.url).toBe(url);
+    expect(seen?.rawHeaders).toHaveLength(82);
+    expect(seen?.headers['x-header-39']).toBe('value-39');
+    client.socket.destroy();
+  });
+
+  it('combines duplicate headers exactly as node:http does', async () => {
+    const raw =
+      'GET / HTTP/1.1\r\nHost: one\r\nhost: two\r\nX-Multi: a\r\nx-multi: b\r\nCookie: c=1\r\ncookie: d=2\r\nSet-Cookie: s=1\r\nset-cookie: s=2\r\n' +
+      'Content-Type: text/a\r\ncontent-type: text/b\r\nAccept: x\r\nAccept: y\r\nUser-Agent: u1\r\nuser-agent: u2\r\nAuthorization: a1\r\nAuthorization: a2\r\nDate: d1\r\nDate: d2\r\n\r\n';
+    const nodeHeaders = await new Promise<IncomingHttpHeaders>((resolve) => {
+      const nodeServer = createHttpServer((req, res) => {
+        resolve(req.headers);
+        res.end();
+        nodeServer.close();
+      });
+      nodeServer.listen(0, '127.0.0.1', () => {
+        const address = nodeServer.address() as { port: number };
+        const c = new RawClient(address.port);
+        c.send(raw);
+        void c.waitFor((t) => t.includes('200')).then(() => c.socket.destroy());
+      });
+    });
+    let wireHeaders: IncomingHttpHeaders | undefined;
+    const server = await startServer((req, reply) => {
+      wireHeaders = req.headers;
+      reply.end();
+    });
+    const client = new RawClient(server.port);
+    client.send(raw);
+    await client.waitFor((t) => t.includes('200'));
+    expect(wireHeaders).toEqual(nodeHeaders);
+    client.socket.destroy();
+  });
+});
+
+describe('WireConnection: failure paths', () => {
+  const rejects = async (bytes: string, status: string, overrides: Partial<WireServerOptions> = {}) => {
+    let handled = 0;
+    const server = await startServer((req, reply) => {
+      handled++;
+      req.body?.on('error', () => {});
+      reply.end('handled');
+    }, overrides);
+    const text = await rawExchange(server.port, bytes);
+    expect(text.startsWith(`HTTP/1.1 ${status}`)).toBe(true);
+    expect(text).toContain('connection: close');
+    expect(text).toContain('test-in');
+    return { text, handled };
+  };
+
+  it('refuses request smuggling framings with 400: CL+TE, two different content-lengths, a bad chunk size', async () => {
+    const clte = await rejects('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', '400 Bad Request');
+    expect(clte.handled).toBe(0);
+    expect(clte.text).toContain('x-meshlet-error: bad_request');
+    await rejects('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!', '400 Bad Request');
+    const chunk = await rejects('POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', '400 Bad Request');
+    expect(chunk.text).not.toContain('handled');
+  });
+
+  it('answers garbage and bare-LF heads with 400', async () => {
+    await rejects('\x00\x01\x02 not http at all\r\n\r\n', '400 Bad Request');
+    await rejects('GET / HTTP/1.1\nhost: x\n\n', '400 Bad Request');
+  });
+
+  it('answers a head over the limit with 431', async () => {
+    const { text } = await rejects(`GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`, '431', { maxRequestHeadBytes: 8192 });
+    expect(text).toContain('x-meshlet-error: headers_too_large');
+  });
+
+  it('answers a head that does not arrive in time (slowloris) with 408 and closes', async () => {
+    const server = await startServer(okHandler, { headTimeoutMs: 200 });
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n');
+    await client.closed;
+    expect(client.text).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(client.text).toContain('x-meshlet-error: request_timeout');
+  });
+
+  it('times out the head of a later request on a keep-alive connection too', async () => {
+    const server = await startServer(okHandler, { headTimeoutMs: 200 });
+    const client = new RawClient(server.port);
+    client.send('GET /first HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('ok GET /first'));
+    client.send('GET /second HTTP/1.1\r\n');
+    await client.closed;
+    expect(client.text).toContain('408 Request Timeout');
+  });
+
+  it('destroys a connection silent longer than the idle timeout; the pending reply closes unfinished', async () => {
+    let pending: WireReply | undefined;
+    const server = await startServer((_req, reply) => (pending = reply), { idleTimeoutMs: 200, keepAliveTimeoutMs: 0, headTimeoutMs: 0 });
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await waitFor(() => pending !== undefined);
+    const closed = new Promise<boolean>((resolve) => pending?.once('close', () => resolve(pending?.writableFinished ?? true)));
+    await client.closed;
+    expect(await closed).toBe(false);
+  });
+
+  it('closes a keep-alive connection left idle longer than keepAliveTimeoutMs', async () => {
+    const server = await startServer(okHandler, { keepAliveTimeoutMs: 200 });
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('ok GET /'));
+    await client.closed;
+    expect(client.responses()).toBe(1);
+    expect(server.connections[0]?.inFlight).toBe(0);
+  });
+
+  it('errors the body stream with ECONNRESET when the client resets mid-body, without crashing', async () => {
+    let bodyError: (NodeJS.ErrnoException & Error) | undefined;
+    let replyClosedUnfinished: boolean | undefined;
+    const server = await startServer((req, reply) => {
+      req.body?.on('error', (err) => (bodyError = err));
+      req.body?.resume();
+      reply.once('close', () => (replyClosedUnfinished = !reply.writableFinished));
+    });
+    const client = new RawClient(server.port);
+    client.send('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\npartial');
+    await waitFor(() => server.connections.length === 1 && server.connections[0]!.inFlight === 1);
+    client.socket.resetAndDestroy();
+    await waitFor(() => bodyError !== undefined && replyClosedUnfinished !== undefined);
+    expect(bodyError?.code).toBe('ECONNRESET');
+    expect(replyClosedUnfinished).toBe(true);
+  });
+
+  it("emits the reply's 'close' with writableFinished false when the client leaves before the answer", async () => {
+    let reply: WireReply | undefined;
+    const server = await startServer((_req, r) => (reply = r));
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await waitFor(() => reply !== undefined);
+    const closed = new Promise<boolean>((resolve) => reply?.once('close', () => resolve(reply!.writableFinished)));
+    client.socket.destroy();
+    expect(await closed).toBe(false);
+    expect(reply?.destroyed).toBe(true);
+    expect(server.connections[0]?.inFlight).toBe(0);
+  });
+
+  it('refuses a header value with CR/LF before writing anything', async () => {
+    let thrown: (Error & { code?: string }) | undefined;
+    const server = await startServer((_req, reply) => {
+      try {
+        reply.writeHead(200, { 'x-evil': 'a\r\nset-cookie: pwned=1' });
+      } catch (err) {
+        thrown = err as Error & { code?: string };
+      }
+      expect(reply.headersSent).toBe(false);
+      reply.end('safe');
+    });
+    const text = await rawExchange(server.port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    expect(thrown).toBeInstanceOf(TypeError);
+    expect(thrown?.code).toBe('ERR_INVALID_CHAR');
+    expect(thrown?.message).toContain('x-evil');
+    expect(text).not.toContain('pwned');
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  });
+
+  it('cuts the connection on a parse error after a response started', async () => {
+    const server = await startServer((_req, reply) => {
+      reply.writeHead(200, {});
+      reply.write('partial');
+    });
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('partial'));
+    client.send('\x00garbage\r\n\r\n');
+    await client.closed;
+    expect(client.text).not.toContain('400');
+    expect(client.text).not.toContain('0\r\n\r\n');
+  });
+
+  it('drains: closeWhenIdle lets the request in flight finish with connection: close, then closes', async () => {
+    let reply: WireReply | undefined;
+    const server = await startServer((_req, r) => (reply = r));
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await waitFor(() => reply !== undefined);
+    const connection = server.connections[0]!;
+    expect(connection.inFlight).toBe(1);
+    connection.closeWhenIdle();
+    expect(client.socket.destroyed).toBe(false);
+    reply!.end('done');
+    await client.closed;
+    expect(client.text).toBe('HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\ndone');
+    expect(connection.inFlight).toBe(0);
+  });
+
+  it('closes an idle connection at once on closeWhenIdle', async () => {
+    const server = await startServer(okHandler);
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('ok GET /'));
+    server.connections[0]!.closeWhenIdle();
+    await client.closed;
+  });
+
+  it("returns false from write() to a client that does not read, and emits 'drain' once it reads", async () => {
+    // More than loopback's socket buffers can hold, so the handler must wait for the reader.
+    const total = 64 * 1024 * 1024;
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    let written = 0;
+    let refusals = 0;
+    let drains = 0;
+    let waiting = false;
+    const server = await startServer((_req, reply) => {
+      reply.writeHead(200, { 'content-length': total });
+      const pump = () => {
+        waiting = false;
+        while (written < total) {
+          written += chunk.length;
+          if (!reply.write(chunk)) {
+            refusals++;
+            waiting = true;
+            reply.once('drain', () => {
+              drains++;
+              pump();
+            });
+            return;
+          }
+        }
+        reply.end();
+      };
+      pump();
+    });
+    const client = connect(server.port, '127.0.0.1');
+    client.pause();
+    client.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await waitFor(() => waiting);
+    expect(refusals).toBeGreaterThan(0);
+    // Nothing read yet: whenever the handler is caught waiting, the body cannot be all out.
+    expect(written).toBeLessThan(total);
+    let received = 0;
+    const done = new Promise<void>((resolve) =>
+      client.on('data', (c: Buffer) => {
+        received += c.length;
+        if (received >= total) resolve();
+      }),
+    );
+    client.resume();
+    await done;
+    expect(drains).toBe(refusals);
+    expect(server.connections[0]?.inFlight).toBe(0);
+    client.destroy();
+  });
+
+  it('serves 1000 sequential keep-alive requests without growing listener counts on the socket', async () => {
+    const server = await startServer((_req, reply) => reply.end('ok'));
+    const client = new RawClient(server.port);
+    const events = ['data', 'end', 'error', 'close', 'drain', 'timeout'] as const;
+    const counts = () => events.map((e) => server.sockets[0]!.listenerCount(e));
+    let before: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const expected = (i + 1) * 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'.length;
+      client.send(`GET /${i} HTTP/1.1\r\nhost: x\r\n\r\n`);
+      await client.waitFor((t) => t.length >= expected);
+      if (i === 0) before = counts();
+    }
+    expect(counts()).toEqual(before);
+    expect(server.connections).toHaveLength(1);
+    expect(client.responses()).toBe(1000);
+    client.socket.destroy();
+  });
+});
