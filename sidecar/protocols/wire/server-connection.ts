@@ -225,7 +225,8 @@ export class WireConnection implements ReplyChannel {
 
   readonly #onBody = (chunk: Buffer): void => {
     const body = this.#body;
-    if (body === null || this.#dumpingBody) return;
+    // A body its reader destroyed never calls _read again: drop the rest rather than pause for good.
+    if (body === null || this.#dumpingBody || body.destroyed) return;
     if (!body.push(chunk)) this.#bodyFull = true;
   };
 
