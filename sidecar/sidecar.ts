@@ -2,7 +2,8 @@
  * The sidecar process, assembled from a validated config: discovery feeds clusters, listeners proxy
  * through them, the admin API shows it all. `start` binds everything; `stop` drains gracefully.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WireReply } from './protocols/wire/reply.ts';
+import type { WireRequest } from './protocols/wire/server-connection.ts';
 import type { Socket } from 'node:net';
 import { createPicker } from './balancer/index.ts';
 import { Cluster } from './cluster/cluster.ts';
@@ -38,7 +39,7 @@ import { installTelemetry } from './telemetry/install.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 
 type Listener = HttpListener | Http2Listener | TcpListener;
-type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
+type HttpHandler = (req: WireRequest, res: WireReply) => void;
 
 export interface BoundPorts {
   readonly admin: number;
@@ -412,7 +413,7 @@ function notReady(target: string, route: string): UpgradableHandler {
   const error = () => meshError('NO_HEALTHY_ENDPOINT', `route ${route}: upstream "${target}" is not serving yet`);
   return withUpgrade(
     (req, res) => {
-      req.resume();
+      req.body?.resume();
       respondWithError(res, error());
     },
     (_req, socket) => writeRawError(socket, error()),

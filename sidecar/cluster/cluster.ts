@@ -1,23 +1,20 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { Pool } from 'undici';
 import type { Picker, PickContext } from '../balancer/types.ts';
 import type { Endpoint } from '../discovery/types.ts';
+import { WirePool } from '../protocols/wire/upstream-pool.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { EndpointState } from './endpoint-state.ts';
 
 /** How connections to an endpoint are opened; the security layer swaps in mTLS here. */
 export interface ClusterTransport {
-  /** `https:` origins make undici speak TLS through `connect`; plain `http:` otherwise. */
+  /** `https` when connections are TLS (mTLS to peer sidecars); plain `http` otherwise. */
   readonly scheme: 'http' | 'https';
-  /** undici `connect` option for the endpoint's pool (TLS options or a custom connector). */
-  connectOptions(endpoint: Endpoint): Pool.Options['connect'];
-  /** Opens a raw stream to the endpoint for L4 proxying (plain TCP, or TLS for mTLS peers); `alpn` is offered over TLS (HTTP/2: `h2`). */
+  /** Opens a stream to the endpoint (plain TCP, or TLS for mTLS peers) for HTTP/1.1 pools and L4 proxying; `alpn` is offered over TLS (HTTP/2: `h2`). */
   openSocket(endpoint: Endpoint, alpn?: readonly string[]): Socket;
 }
 
 export const PLAINTEXT_TRANSPORT: ClusterTransport = {
   scheme: 'http',
-  connectOptions: () => undefined,
   openSocket: (endpoint) => netConnect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true }),
 };
 
@@ -40,7 +37,7 @@ export class Cluster {
   readonly service: string;
   #options: ClusterOptions;
   #states: EndpointState[] = [];
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, WirePool>();
   #transport: ClusterTransport;
   /** Set once discovery delivered anything, so "no endpoints" can be told from "not known yet". */
   discovered = false;
@@ -100,21 +97,18 @@ export class Cluster {
     return this.#options.picker.pick(candidates, ctx);
   }
 
-  /** The connection pool for an endpoint, created on first use. */
-  pool(state: EndpointState): Pool {
+  /** The HTTP/1.1 connection pool for an endpoint, created on first use. */
+  pool(state: EndpointState): WirePool {
     let pool = this.#pools.get(state.key);
     if (!pool) {
-      const { address, port } = state.endpoint;
-      const host = address.includes(':') ? `[${address}]` : address;
-      pool = new Pool(`${this.#transport.scheme}://${host}:${port}`, {
-        connections: this.#options.maxConnectionsPerEndpoint,
-        connectTimeout: this.#options.connectTimeoutMs,
-        keepAliveTimeout: this.#options.poolIdleMs,
-        keepAliveMaxTimeout: this.#options.poolIdleMs,
-        connect: this.#transport.connectOptions(state.endpoint),
-        // Timeouts are enforced by the proxy layer, which knows the route's budget.
-        headersTimeout: 0,
-        bodyTimeout: 0,
+      const transport = this.#transport;
+      const endpoint = state.endpoint;
+      pool = new WirePool({
+        connect: () => transport.openSocket(endpoint),
+        peer: `${this.name}@${state.key}`,
+        connectTimeoutMs: this.#options.connectTimeoutMs,
+        idleTimeoutMs: this.#options.poolIdleMs,
+        maxConnections: this.#options.maxConnectionsPerEndpoint,
       });
       this.#pools.set(state.key, pool);
     }

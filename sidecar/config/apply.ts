@@ -14,7 +14,6 @@
  * New listeners are bound before anything changes, so a port already in use refuses the reload with
  * the old config intact. Only a port freed by this same reload is bound after the switch.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { createPicker } from '../balancer/index.ts';
 import { Cluster, type ClusterOptions } from '../cluster/cluster.ts';
@@ -23,6 +22,7 @@ import { StaticProvider } from '../discovery/static.ts';
 import { HttpListener } from '../listeners/http-listener.ts';
 import type { TcpListener } from '../listeners/tcp-listener.ts';
 import { Http2Listener, type Http2Handler } from '../listeners/http2-listener.ts';
+import type { HttpHandler } from '../protocols/upgrade.ts';
 import type { InboundSecurity } from '../security/install.ts';
 import type { Sidecar } from '../sidecar.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -30,7 +30,7 @@ import type { ConfigDiff } from './diff.ts';
 import type { MeshletConfig, UpstreamConfig } from './schema.ts';
 
 type Listener = HttpListener | Http2Listener | TcpListener;
-type Handler = ((req: IncomingMessage, res: ServerResponse) => void) | ((socket: Socket) => void);
+type Handler = HttpHandler | Http2Handler | ((socket: Socket) => void);
 
 /** The parts of a Sidecar a reload changes (handed over by `Sidecar.applyConfig`). */
 export interface ReloadHost {
@@ -192,7 +192,7 @@ function retire(host: ReloadHost, name: string, drainMs: number): void {
 }
 
 function swapHandler(listener: Listener, handler: Handler, idleTimeoutMs: number): void {
-  if (listener instanceof HttpListener) listener.setHandler(handler as (req: IncomingMessage, res: ServerResponse) => void, idleTimeoutMs);
+  if (listener instanceof HttpListener) listener.setHandler(handler as HttpHandler, idleTimeoutMs);
   else if (listener instanceof Http2Listener) listener.setHandler(handler as Http2Handler, idleTimeoutMs);
   else listener.setHandler(handler as (socket: Socket) => void);
 }

@@ -7,7 +7,8 @@
  * the sidecar serves meanwhile. New certificates are swapped in with `setSecureContext`: the listener
  * keeps running and established connections keep theirs.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WireReply } from '../protocols/wire/reply.ts';
+import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import { sendJson } from '../admin/server.ts';
@@ -64,18 +65,18 @@ function notServing(to: string) {
 
 /** Edge requests (and upgrades) go to the upstream's handler, with forwarding headers set by the edge. */
 function edgeHandler(sidecar: Sidecar, to: string): HttpHandler & { upgrade: UpgradeHandler } {
-  const prepare = (req: IncomingMessage) => {
+  const prepare = (req: WireRequest) => {
     for (const name of UNTRUSTED_FORWARDING) delete req.headers[name];
     req.headers['x-forwarded-proto'] = 'https';
   };
-  const handler = (req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: WireRequest, res: WireReply) => {
     prepare(req);
     const target = upstreamHandler(sidecar, to);
     if (target) return target(req, res);
-    req.resume();
+    req.body?.resume();
     respondWithError(res, notServing(to));
   };
-  const upgrade: UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const upgrade: UpgradeHandler = (req: WireRequest, socket: Duplex, head: Buffer) => {
     prepare(req);
     const target = upstreamHandler(sidecar, to);
     if (target?.upgrade) return target.upgrade(req, socket, head);
@@ -91,7 +92,7 @@ function edgeHandler(sidecar: Sidecar, to: string): HttpHandler & { upgrade: Upg
 function challengeHandler(manager: AcmeManager, domains: readonly string[], edgePort: () => number): HttpHandler {
   return (req, res) => {
     const url = req.url ?? '/';
-    req.resume();
+    req.body?.resume();
     if (url.startsWith(CHALLENGE_PREFIX)) {
       const answer = (req.method === 'GET' || req.method === 'HEAD') && manager.challengeResponse(url.slice(CHALLENGE_PREFIX.length));
       if (answer) {

@@ -1,15 +1,27 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { HeaderMap } from './headers.ts';
+import type { WireBody } from './wire/response-body.ts';
+
+/**
+ * What layers and observers may read of the client's request: node:http's IncomingMessage, an
+ * HTTP/2 request and the raw-socket fast path's WireRequest all have this shape.
+ */
+export interface ClientRequestView {
+  readonly headers: IncomingHttpHeaders;
+  readonly httpVersion: string;
+  readonly socket: Socket;
+}
 
 /**
  * One proxied HTTP request as it moves through the layers. The listener builds it, layers (retries,
  * timeouts, breakers, tracing) wrap the forwarding step, and the response writer consumes the result.
  */
 export interface ProxyExchange {
-  readonly req: IncomingMessage;
+  readonly req: ClientRequestView;
   readonly method: string;
   readonly path: string;
   /** Outgoing headers, already cleaned of hop-by-hop ones; layers may add (tracing, identity). */
@@ -32,7 +44,8 @@ export interface ProxyExchange {
 export interface UpstreamResponse {
   readonly statusCode: number;
   readonly headers: Record<string, string | string[] | undefined>;
-  readonly body: Readable;
+  /** A stream (HTTP/2), or a body read straight off a pooled HTTP/1.1 connection. */
+  readonly body: Readable | WireBody;
   readonly endpoint: EndpointState;
 }
 

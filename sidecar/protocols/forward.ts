@@ -26,6 +26,11 @@ export function pickForAttempt(x: ProxyExchange): EndpointState {
   return state;
 }
 
+function hostOf(state: EndpointState): string {
+  const { address, port } = state.endpoint;
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
 /**
  * The innermost step: pick an endpoint, send one attempt over its pooled connection, and resolve
  * when response headers arrive. Tracks in-flight counts for balancers until the body is done.
@@ -34,6 +39,8 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
   return async function forwardToEndpoint(x: ProxyExchange): Promise<UpstreamResponse> {
     const state = pickForAttempt(x);
     const peer = `${x.cluster.name}@${state.key}`;
+    // HTTP/1.0 clients may omit Host; HTTP/1.1 servers must refuse a request without one (RFC 9112 3.2).
+    if (x.headers.host === undefined) x.headers.host = hostOf(state);
     const controller = new AbortController();
     const onClientAbort = () => controller.abort(x.signal.reason);
     x.signal.addEventListener('abort', onClientAbort, { once: true });
@@ -52,12 +59,11 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
     try {
       const response = await x.cluster.pool(state).request({
         path: x.path,
-        method: x.method as 'GET',
+        method: x.method,
         headers: x.headers,
         body: x.body,
         signal: controller.signal,
-        bodyTimeout: timeouts.idleMs,
-        headersTimeout: 0,
+        bodyIdleTimeoutMs: timeouts.idleMs,
       });
       clearTimeout(timer);
       response.body.once('close', release);

@@ -2,7 +2,6 @@
  * The HTTP/1.1 request path, top to bottom: build the exchange from the client's request, run it
  * through the layers down to an endpoint, stream the response back, report the outcome.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { MeshletError, meshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
@@ -10,8 +9,10 @@ import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
 import { createEndpointForward } from './forward.ts';
 import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
-import { pump } from './pump.ts';
+import { streamBody } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
+import type { WireReply } from './wire/reply.ts';
+import type { WireRequest } from './wire/server-connection.ts';
 
 export interface HttpProxyOptions {
   readonly cluster: Cluster;
@@ -26,11 +27,6 @@ export interface HttpProxyOptions {
 
 const VIA = '1.1 meshlet';
 
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
-
 /** Response headers to send to the client: end-to-end ones plus our Via. */
 function clientHeaders(upstream: Record<string, string | string[] | undefined>): HeaderMap {
   const headers = endToEndHeaders(upstream);
@@ -40,32 +36,38 @@ function clientHeaders(upstream: Record<string, string | string[] | undefined>):
 }
 
 /** Builds the `(req, res)` handler that proxies to `options.cluster`. */
-export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessage, res: ServerResponse) => void {
+export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, res: WireReply) => void {
   const forward = composeLayers(options.layers ?? [], createEndpointForward({ requestMs: options.requestTimeoutMs, idleMs: options.idleTimeoutMs }));
   const observers = options.observers ?? [];
   const { cluster, clientProto, log } = options;
 
   return function proxyHttp(req, res) {
     const controller = new AbortController();
-    const socket = req.socket as Socket;
+    const socket = req.socket;
     // The client leaving before the response completed must stop the upstream work too.
     res.once('close', () => {
       if (!res.writableFinished) controller.abort(meshError('UPSTREAM_RESET', 'client closed the connection'));
     });
     const headers = endToEndHeaders(req.headers);
-    // node:http already answered `Expect: 100-continue` to the client; undici refuses to send it upstream.
+    // The listener already answered `Expect: 100-continue` to the client: it is not the upstream's to answer.
     if (headers.expect !== undefined) delete headers.expect;
     let path = req.url ?? '/';
     // Absolute-form (`GET http://host/p`, from apps using us as an HTTP proxy) leaves as origin-form,
     // with Host taken from the target as RFC 9112 3.2.2 requires.
     if (path.charCodeAt(0) !== 47 /* '/' */) path = originForm(path, headers);
+    if (path.charCodeAt(0) !== 47 /* '/' */) {
+      // Asterisk-form (`OPTIONS *`) and authority-form (CONNECT) are not forwarded: answer for ourselves.
+      req.body?.resume();
+      respondWithError(res, meshError('BAD_REQUEST', `request target "${path.slice(0, 100)}" cannot be forwarded to upstream "${cluster.name}": only origin-form and http(s) absolute-form targets are`));
+      return;
+    }
     addForwardingHeaders(headers, { clientAddress: socket.remoteAddress, proto: clientProto, host: headers.host as string | undefined, via: VIA });
     const exchange: ProxyExchange = {
       req,
       method: req.method ?? 'GET',
       path,
       headers,
-      body: hasBody(req) ? req : null,
+      body: req.body,
       cluster,
       signal: controller.signal,
       tried: [],
@@ -78,7 +80,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
   };
 
   /** Socket byte counters at the start are subtracted at the end: cheap per-request byte counts. */
-  async function run(x: ProxyExchange, res: ServerResponse, socket: Socket, readAtStart: number, writtenAtStart: number): Promise<void> {
+  async function run(x: ProxyExchange, res: WireReply, socket: Socket, readAtStart: number, writtenAtStart: number): Promise<void> {
     let error: MeshletError | undefined;
     let endpoint;
     let upstream;
@@ -88,7 +90,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       upstream = await forward(x);
       endpoint = upstream.endpoint;
       res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
-      await pump(upstream.body, res);
+      await streamBody(upstream.body, res);
     } catch (err) {
       // A response head node:http refuses to write (e.g. invalid header bytes) leaves the body unread.
       if (upstream && !upstream.body.destroyed) upstream.body.destroy();
@@ -102,7 +104,6 @@ export function createHttpProxy(options: HttpProxyOptions): (req: IncomingMessag
       status: res.headersSent ? res.statusCode : 0,
       error: error ? { code: error.code, reason: error.reason, message: error.message } : undefined,
       endpoint: endpoint ?? x.tried[x.tried.length - 1],
-      // The socket, not req.socket: node:http detaches req.socket (null) once the connection is gone.
       bytesIn: socket.bytesRead - readAtStart,
       bytesOut: socket.bytesWritten - writtenAtStart,
       durationMs: performance.now() - x.startedAt,

@@ -16,7 +16,7 @@ import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type Forwar
 import { GRPC_STATUS_NOTE, grpcErrorHeaders, grpcStatusOf, isGrpcRequest, parseGrpcTimeout } from './grpc.ts';
 import { createH2Forward, isH2Response, withoutPseudoHeaders } from './h2-forward.ts';
 import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
-import { pump } from './pump.ts';
+import { streamBody } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
 
 export interface Http2ProxyOptions {
@@ -116,8 +116,9 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
       if (grpc) noteGrpcStatus(x, upstream);
       const trailed = { seen: false };
       if (writeResponse(req, res, upstream, clientHeaders(upstream.headers, via), trailed)) upstream.body.resume();
-      else if (grpc && isHttp2(req)) await relay(upstream.body, res as Http2ServerResponse, trailed);
-      else await pump(upstream.body, res as ServerResponse);
+      // h2-forward answers with streams only (the raw HTTP/1.1 pool body never reaches this proxy).
+      else if (grpc && isHttp2(req)) await relay(upstream.body as Readable, res as Http2ServerResponse, trailed);
+      else await streamBody(upstream.body, res as ServerResponse);
     } catch (err) {
       if (upstream && !upstream.body.destroyed) upstream.body.destroy();
       error = clientGone.aborted && !res.headersSent ? undefined : toMeshError(err, x);

@@ -1,4 +1,19 @@
-import type { Readable, Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { WireBody, type BodySink } from './wire/response-body.ts';
+
+/** What pump writes into: a Writable, or anything with its write/end/destroy and events (Meshlet's WireReply). */
+export interface PumpTarget {
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  destroy(err?: Error): unknown;
+  readonly destroyed: boolean;
+  readonly writableFinished: boolean;
+  readonly writableEnded?: boolean;
+  readonly errored?: Error | null;
+  // `any`, as in EventEmitter's own listener type: each event passes different arguments.
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  off(event: string, listener: (...args: any[]) => void): unknown;
+}
 
 /** The error `stream.pipeline` reports when the destination closes before the body was written. */
 function prematureClose(): Error {
@@ -16,7 +31,7 @@ function ignore(): void {}
  * Failure semantics match pipeline: a source error or an early close of either side destroys both
  * streams and rejects (with the source's error, or ERR_STREAM_PREMATURE_CLOSE).
  */
-export function pump(src: Readable, dst: Writable): Promise<void> {
+export function pump(src: Readable, dst: PumpTarget): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     let settled = false;
     const cleanup = () => {
@@ -79,4 +94,9 @@ export function pump(src: Readable, dst: Writable): Promise<void> {
     if (src.readableEnded) dst.end();
     else src.on('data', onData);
   });
+}
+
+/** Streams an upstream response body to `dst`: straight off a pooled HTTP/1.1 connection, or from a stream (HTTP/2). */
+export function streamBody(body: Readable | WireBody, dst: PumpTarget & BodySink): Promise<void> {
+  return body instanceof WireBody ? body.pipeTo(dst) : pump(body, dst);
 }

@@ -1,5 +1,12 @@
-import type { ServerResponse } from 'node:http';
 import { MeshletError, meshError } from '../errors.ts';
+
+/** What an error response is written to: node:http's ServerResponse (HTTP/2 compat) or the raw path's WireReply. */
+export interface ErrorResponseTarget {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body: string): unknown;
+  destroy(err?: Error): unknown;
+}
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL']);
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'HPE_INVALID_CONSTANT', 'UND_ERR_INFO']);
@@ -26,7 +33,7 @@ export function upstreamError(err: unknown, peer: string): MeshletError {
  * can tell them from their upstream's own errors. If the response already started, the only honest
  * signal left is to cut the connection.
  */
-export function respondWithError(res: ServerResponse, err: MeshletError, extraHeaders?: Record<string, string>): void {
+export function respondWithError(res: ErrorResponseTarget, err: MeshletError, extraHeaders?: Record<string, string>): void {
   if (res.headersSent) {
     res.destroy(err);
     return;

@@ -13,12 +13,15 @@ import { composeLayers, type ExchangeOutcome, type Forward, type ProxyExchange }
 import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
 import type { HttpProxyOptions } from './http1.ts';
 import { upstreamError } from './respond.ts';
+import { streamBody } from './pump.ts';
+import type { WireReply } from './wire/reply.ts';
+import type { WireRequest } from './wire/server-connection.ts';
 
-/** node:http's `upgrade` event handler. */
-export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+/** Takes an Upgrade request: the client's socket and the bytes that followed the request head. */
+export type UpgradeHandler = (req: WireRequest, socket: Duplex, head: Buffer) => void;
 
-/** A request handler that may also take upgrades (listeners call `upgrade` from their `upgrade` event). */
-export type HttpHandler = ((req: IncomingMessage, res: import('node:http').ServerResponse) => void) & { upgrade?: UpgradeHandler };
+/** A request handler that may also take upgrades (listeners call `upgrade` for Upgrade requests). */
+export type HttpHandler = ((req: WireRequest, res: WireReply) => void) & { upgrade?: UpgradeHandler };
 
 /** Note set by the innermost step when the endpoint switched protocols: its socket and early bytes. */
 const TUNNEL_NOTE = 'upgrade.tunnel';
@@ -30,7 +33,7 @@ interface Tunnel {
 }
 
 /** Attaches an upgrade handler to a request handler. */
-export function withUpgrade<H extends (req: IncomingMessage, res: import('node:http').ServerResponse) => void>(handler: H, upgrade: UpgradeHandler): H & { upgrade: UpgradeHandler } {
+export function withUpgrade<H extends (req: WireRequest, res: WireReply) => void>(handler: H, upgrade: UpgradeHandler): H & { upgrade: UpgradeHandler } {
   return Object.assign(handler, { upgrade });
 }
 
@@ -186,8 +189,7 @@ export function createUpgradeProxy(options: HttpProxyOptions): UpgradeHandler {
       const relayed = endToEndHeaders(upstream.headers);
       relayed.via = VIA;
       socket.write(`HTTP/1.1 ${upstream.statusCode} ${STATUS_CODES[upstream.statusCode] ?? ''}\r\n${headLines(relayed)}connection: close\r\n\r\n`);
-      upstream.body.on('error', () => socket.destroy());
-      upstream.body.pipe(socket);
+      streamBody(upstream.body, socket).catch(() => socket.destroy());
       socket.once('close', () => {
         upstream.body.destroy();
         report(upstream.statusCode, undefined);

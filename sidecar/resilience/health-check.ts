@@ -139,9 +139,13 @@ export class HealthChecker {
       method: 'GET',
       path: this.#conf.path,
       headers: { 'user-agent': 'meshlet-health-check', host },
+      body: null,
       signal,
+      // The check's own deadline (signal) bounds the whole exchange.
+      bodyIdleTimeoutMs: 0,
     });
-    await response.body.dump();
+    // Only the status matters; the rest of the body is read off so the connection can be reused.
+    response.body.resume();
     return this.#conf.expectedStatuses.includes(response.statusCode) ? undefined : `status ${response.statusCode}`;
   }
 

@@ -172,12 +172,18 @@ async function bufferBody(x: ProxyExchange, limit: number): Promise<boolean> {
     return true;
   }
   const replay = new PassThrough();
+  // The client failing mid-body fails the replay too; the attempt reading it may have ended already
+  // (aborted, or never sent), and an 'error' nobody listens for would end the process.
+  replay.on('error', ignoreReplayError);
   for (const chunk of chunks) replay.write(chunk);
   body.on('error', (err) => replay.destroy(err));
   body.pipe(replay);
   x.body = replay;
   return false;
 }
+
+/** The exchange's own abort (the client left) reports a failed body; the replay stream has nothing to add. */
+function ignoreReplayError(): void {}
 
 /** Reads and discards a response we retry, so its connection can be reused; a long body is cut. */
 function drain(response: UpstreamResponse): void {

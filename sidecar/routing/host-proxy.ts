@@ -3,7 +3,8 @@
  * ordinary requests with `Host: <upstream>`; each request goes to the named upstream exactly as if the
  * app had called that upstream's local port (its routes, layers and timeouts apply). Upgrades too.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WireReply } from '../protocols/wire/reply.ts';
+import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';
 import { meshError } from '../errors.ts';
 import { respondWithError } from '../protocols/respond.ts';
@@ -13,7 +14,7 @@ import { hostOf } from './router.ts';
 /** The current request handler of an upstream's listener, or undefined when no HTTP upstream has that name. */
 export type UpstreamLookup = (name: string) => HttpHandler | undefined;
 
-function targetHost(req: IncomingMessage): string {
+function targetHost(req: WireRequest): string {
   const url = req.url ?? '/';
   if (url.charCodeAt(0) !== 47 /* '/' */ && /^https?:\/\//i.test(url) && URL.canParse(url)) return hostOf(new URL(url).host);
   return hostOf(req.headers.host);
@@ -25,14 +26,14 @@ function unknownHost(host: string, listener: string) {
 
 /** Builds the proxy listener's handler (requests and upgrades). */
 export function createHostProxy(lookup: UpstreamLookup, listener = 'proxy'): HttpHandler & { upgrade: UpgradeHandler } {
-  const handler = (req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: WireRequest, res: WireReply) => {
     const host = targetHost(req);
     const target = host === '' ? undefined : lookup(host);
     if (target) return target(req, res);
-    req.resume();
+    req.body?.resume();
     respondWithError(res, unknownHost(host, listener));
   };
-  const upgrade: UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const upgrade: UpgradeHandler = (req: WireRequest, socket: Duplex, head: Buffer) => {
     const host = targetHost(req);
     const target = host === '' ? undefined : lookup(host);
     if (target?.upgrade) return target.upgrade(req, socket, head);

@@ -8,7 +8,9 @@
  * Route-level layers (outermost first: route note, route timeout, fault injection) come from
  * `ROUTE_POLICIES`, the same factory-map pattern as the resilience chain.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { WireReply } from '../protocols/wire/reply.ts';
+import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';
 import { meshError } from '../errors.ts';
 import type { Forward, ForwardLayer, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
@@ -26,12 +28,12 @@ export interface RouteRequest {
   readonly path: string;
   /** Host without port, lower case ('' when absent). */
   readonly host: string;
-  readonly headers: IncomingMessage['headers'];
+  readonly headers: IncomingHttpHeaders;
 }
 
 type Predicate = (r: RouteRequest) => boolean;
 
-function headerValue(headers: IncomingMessage['headers'], name: string): string | undefined {
+function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v.join(', ') : v;
 }
@@ -215,7 +217,7 @@ export function createRouter(options: RouterOptions): HttpHandler & { upgrade: U
   const { fallback } = options;
 
   /** The handler for `req`, with `req.url` rewritten when the route says so. */
-  function select(req: IncomingMessage): HttpHandler {
+  function select(req: WireRequest): HttpHandler {
     let target = req.url ?? '/';
     let hostHeader = req.headers.host;
     // Absolute-form (HTTP proxy clients): the target's host is the request's host.
@@ -238,8 +240,8 @@ export function createRouter(options: RouterOptions): HttpHandler & { upgrade: U
     return fallback;
   }
 
-  const handler = (req: IncomingMessage, res: ServerResponse) => select(req)(req, res);
-  const upgrade: UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+  const handler = (req: WireRequest, res: WireReply) => select(req)(req, res);
+  const upgrade: UpgradeHandler = (req: WireRequest, socket: Duplex, head: Buffer) => {
     const target = select(req);
     if (target.upgrade) target.upgrade(req, socket, head);
     else socket.destroy();

@@ -87,7 +87,7 @@ export async function installSecurity(sidecar: Sidecar): Promise<InboundSecurity
         const usable = security.identities[upstream.name] === undefined && named?.trustDomain === trustDomain && named.service === cluster.service;
         return usable ? spiffeId(named) : configured;
       };
-      cluster.setTransport(mtlsTransport({ material, upstream: upstream.name, expectedIdentity, connectTimeoutMs: upstream.timeouts.connect, events }));
+      cluster.setTransport(mtlsTransport({ material, upstream: upstream.name, expectedIdentity, events }));
     }
   };
   applyTransports(first);

@@ -4,7 +4,6 @@
  * certificate of another service is not good enough). There is no plaintext fallback.
  */
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
-import { buildConnector } from 'undici';
 import { uriSans } from '../../certs/spiffe.ts';
 import type { ClusterTransport } from '../cluster/cluster.ts';
 import type { Endpoint } from '../discovery/types.ts';
@@ -38,7 +37,6 @@ export interface MtlsTransportOptions {
   readonly upstream: string;
   /** The SPIFFE ID an endpoint must present. */
   readonly expectedIdentity: (endpoint: Endpoint) => string;
-  readonly connectTimeoutMs: number;
   readonly events: MeshEvents;
 }
 
@@ -48,20 +46,14 @@ export function mtlsTransport(options: MtlsTransportOptions): ClusterTransport {
   const reportFailure = (endpoint: string, err: unknown) => {
     if (isTlsFailure(err)) options.events.emit('tlsHandshakeError', { side: 'outbound', peer: `${options.upstream}@${endpoint}`, error: (err as Error).message });
   };
+  // TLS 1.3 session tickets per endpoint and ALPN set: reconnects resume instead of a full handshake.
+  const sessions = new Map<string, Buffer>();
   return {
     scheme: 'https',
-    connectOptions: (endpoint: Endpoint) => {
-      const checkServerIdentity = peerIdentityCheck(options.expectedIdentity(endpoint), options.upstream);
-      const connector = buildConnector({ secureContext, checkServerIdentity, rejectUnauthorized: true, timeout: options.connectTimeoutMs, minVersion: 'TLSv1.2' } as buildConnector.BuildOptions);
-      return (opts, callback) =>
-        connector(opts, (err, socket) => {
-          if (err) reportFailure(endpoint.key, err);
-          // undici's callback is typed as two overloads; forward exactly what we got.
-          (callback as (e: Error | null, s: typeof socket | null) => void)(err, socket);
-        });
-    },
     openSocket: (endpoint: Endpoint, alpn?: readonly string[]) => {
       const checkServerIdentity = peerIdentityCheck(options.expectedIdentity(endpoint), options.upstream);
+      const sessionKey = alpn ? `${endpoint.key}|${alpn.join(',')}` : endpoint.key;
+      const session = sessions.get(sessionKey);
       const socket: TLSSocket = tlsConnect({
         host: endpoint.address,
         port: endpoint.port,
@@ -70,12 +62,20 @@ export function mtlsTransport(options: MtlsTransportOptions): ClusterTransport {
         rejectUnauthorized: true,
         minVersion: 'TLSv1.2',
         ...(alpn ? { ALPNProtocols: [...alpn] } : {}),
+        ...(session ? { session } : {}),
         noDelay: true,
         // Node passes this on to the TLSSocket (a TCP client's half-close must travel); the types omit it.
         allowHalfOpen: true,
       } as ConnectionOptions);
       socket.once('error', (err) => {
         if (!socket.authorized) reportFailure(endpoint.key, err);
+      });
+      // Only tickets from a connection whose peer passed verification and the identity check are kept.
+      socket.on('session', (ticket: Buffer) => {
+        if (!socket.authorized) return;
+        // Endpoints come and go with discovery: bound the cache rather than track each one's lifetime.
+        if (sessions.size >= 4096 && !sessions.has(sessionKey)) sessions.clear();
+        sessions.set(sessionKey, ticket);
       });
       return socket;
     },

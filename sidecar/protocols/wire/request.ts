@@ -57,7 +57,7 @@ export function combineHeaders(raw: readonly string[]): IncomingHttpHeaders {
 /** One parsed request head; `headers` is built from `rawHeaders` on first access (most proxied requests need only a few). */
 export class ParsedRequest implements WireRequest {
   readonly method: string;
-  readonly url: string;
+  url: string;
   readonly httpVersion: string;
   readonly rawHeaders: readonly string[];
   readonly socket: Socket;
@@ -88,15 +88,14 @@ export class RequestBody extends Readable {
   constructor(wantMore: () => void) {
     super();
     this.#wantMore = wantMore;
+    // A client leaving mid-body destroys the body with an error; whoever reads it (the upstream pool,
+    // a retry buffer) listens for that, but may already have stopped reading, and an 'error' with no
+    // listener would end the process.
+    this.on('error', ignoreAbort);
   }
 
   override _read(): void {
     this.#wantMore();
-  }
-
-  /** Like node's IncomingMessage: an abort is an 'error' only for a reader listening for one; others see 'close' before 'end'. */
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    callback(this.listenerCount('error') === 0 ? null : err);
   }
 }
 
@@ -133,3 +132,6 @@ export function scanHead(raw: readonly string[]): HeadFacts {
   }
   return facts;
 }
+
+/** Body failures are reported to the body's readers through their own 'error' listeners. */
+function ignoreAbort(): void {}

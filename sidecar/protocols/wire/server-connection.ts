@@ -16,7 +16,8 @@ import { ParsedRequest, RequestBody, scanHead } from './request.ts';
 
 export interface WireRequest {
   readonly method: string;
-  readonly url: string;
+  /** The request target; the router rewrites it (route rewrites, absolute-form to origin-form). */
+  url: string;
   readonly httpVersion: string;
   /** Same shape as node:http's req.headers: lowercase names; duplicates combined as node does. Built lazily on first access. */
   readonly headers: IncomingHttpHeaders;

@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { MeshletError } from '../../errors.ts';
 import { createParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
 
@@ -247,6 +248,8 @@ export class UpstreamConnection implements BodySource {
 
   #onSocketError(err: Error & { code?: string }): void {
     if (this.#state === CLOSED) return;
+    // Already typed and naming the peer (the mTLS identity check): keep it, so it maps to its own status.
+    if (err instanceof MeshletError) return this.#fail(err, true);
     const phase = this.#state === CONNECTING ? 'connecting to' : 'talking to';
     this.#fail(wireError(err.code ?? 'UND_ERR_SOCKET', `${phase} ${this.#owner.peer} failed: ${err.message}`, err), true);
   }
@@ -434,6 +437,11 @@ export class UpstreamConnection implements BodySource {
     body.off('data', this.#onRequestData);
     body.off('end', this.#onRequestEnd);
     body.off('error', this.#onRequestError);
+    // Not read to its end: it may still fail (its client left), and an 'error' nobody listens for ends the process.
+    if (!body.readableEnded && body.listenerCount('error') === 0) body.on('error', ignoreLateError);
     this.#socket.off('drain', this.#onSocketDrain);
   }
 }
+
+/** Late failures of a request body the connection stopped reading: its own reader reports them, if any. */
+function ignoreLateError(): void {}
