@@ -38,40 +38,26 @@ function hostOf(state: EndpointState): string {
 export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
   return async function forwardToEndpoint(x: ProxyExchange): Promise<UpstreamResponse> {
     const state = pickForAttempt(x);
-    const peer = `${x.cluster.name}@${state.key}`;
     // HTTP/1.0 clients may omit Host; HTTP/1.1 servers must refuse a request without one (RFC 9112 3.2).
     if (x.headers.host === undefined) x.headers.host = hostOf(state);
-    const controller = new AbortController();
-    const onClientAbort = () => controller.abort(x.signal.reason);
-    x.signal.addEventListener('abort', onClientAbort, { once: true });
-    const timer =
-      timeouts.requestMs > 0
-        ? setTimeout(() => controller.abort(meshError('UPSTREAM_TIMEOUT', `${peer} sent no response headers within ${timeouts.requestMs} ms`)), timeouts.requestMs)
-        : undefined;
     state.active++;
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      state.active--;
-      x.signal.removeEventListener('abort', onClientAbort);
-    };
     try {
+      // The pool enforces both deadlines with timers it keeps per connection, and takes the exchange's
+      // signal as is: no timer or AbortController per attempt on the hot path.
       const response = await x.cluster.pool(state).request({
         path: x.path,
         method: x.method,
         headers: x.headers,
         body: x.body,
-        signal: controller.signal,
+        signal: x.signal,
+        headersTimeoutMs: timeouts.requestMs,
         bodyIdleTimeoutMs: timeouts.idleMs,
       });
-      clearTimeout(timer);
-      response.body.once('close', release);
+      response.body.once('close', () => state.active--);
       return { statusCode: response.statusCode, headers: response.headers, body: response.body, endpoint: state };
     } catch (err) {
-      clearTimeout(timer);
-      release();
-      throw upstreamError(controller.signal.aborted && controller.signal.reason instanceof Error ? controller.signal.reason : err, peer);
+      state.active--;
+      throw upstreamError(err, `${x.cluster.name}@${state.key}`);
     }
   };
 }

@@ -78,7 +78,8 @@ describe('endpoint selection', () => {
     const witness = await startUpstream(['witness'], { healthCheck: { interval: '20ms' } });
     await eventually('the witness saw several checks', () => witness.backends[0]!.hits >= 5);
     await witness.close();
-    expect(svc.hits).toBe(afterStop);
+    // A check already written when stop aborted it may still reach the backend after stop resolved; no more than that one.
+    expect(svc.hits).toBeLessThanOrEqual(afterStop + 1);
   });
 
   it('marks an endpoint that refuses TCP health-check connections unhealthy', async () => {

@@ -17,6 +17,11 @@ export function wireError(code: string, message: string, cause?: unknown): Error
   return Object.assign(new Error(message, cause === undefined ? undefined : { cause }), { code });
 }
 
+/** The response head did not come in time (respond.ts maps the code to a 504). */
+export function headersTimeoutError(peer: string, ms: number): Error {
+  return wireError('UND_ERR_HEADERS_TIMEOUT', `${peer} sent no response headers within ${ms} ms`);
+}
+
 /** What a connection reports to its pool. */
 export interface ConnectionOwner {
   readonly peer: string;
@@ -34,6 +39,7 @@ export interface RequestOnConnection {
   readonly streamLength: number;
   readonly isHead: boolean;
   readonly bodyIdleTimeoutMs: number;
+  readonly headersTimeoutMs: number;
   readonly resent: boolean;
   connection: UpstreamConnection | null;
   resolve(response: { statusCode: number; statusMessage: string; headers: Record<string, string | string[]>; body: WireBody }): void;
@@ -82,6 +88,9 @@ export class UpstreamConnection implements BodySource {
   #connectTimer: NodeJS.Timeout | null;
   #bodyTimer: NodeJS.Timeout | null = null;
   #bodyTimerMs = 0;
+  /** Fires when a response head is late; refreshed per request (refresh re-arms a fired timer), so none is created per request. */
+  #headTimer: NodeJS.Timeout | null = null;
+  #headTimerMs = 0;
   #idleMs: number;
 
   constructor(owner: ConnectionOwner, socket: Socket, request: RequestOnConnection) {
@@ -118,6 +127,7 @@ export class UpstreamConnection implements BodySource {
     this.#headComplete = false;
     this.#keepAlive = false;
     this.#armBodyTimer(request.bodyIdleTimeoutMs);
+    this.#armHeadTimer(request.headersTimeoutMs);
     const socket = this.#socket;
     const body = request.body;
     if (body === null) {
@@ -190,9 +200,24 @@ export class UpstreamConnection implements BodySource {
   #armBodyTimer(ms: number): void {
     if (ms !== this.#bodyTimerMs) {
       if (this.#bodyTimer) clearTimeout(this.#bodyTimer);
+    if (this.#headTimer) clearTimeout(this.#headTimer);
       this.#bodyTimer = ms > 0 ? setTimeout(() => this.#onBodyTimeout(), ms).unref() : null;
       this.#bodyTimerMs = ms;
     } else this.#bodyTimer?.refresh();
+  }
+
+  #armHeadTimer(ms: number): void {
+    if (ms !== this.#headTimerMs) {
+      if (this.#headTimer) clearTimeout(this.#headTimer);
+      this.#headTimer = ms > 0 ? setTimeout(() => this.#onHeadTimeout(), ms).unref() : null;
+      this.#headTimerMs = ms;
+    } else this.#headTimer?.refresh();
+  }
+
+  #onHeadTimeout(): void {
+    // The timer stays armed between requests: only a request still waiting for its head has timed out.
+    if (this.#state !== BUSY || this.#headComplete || this.#request === null) return;
+    this.#fail(headersTimeoutError(this.#owner.peer, this.#headTimerMs), false);
   }
 
   #onBodyTimeout(): void {

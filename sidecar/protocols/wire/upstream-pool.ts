@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
 import type { WireBody } from './response-body.ts';
-import { type ConnectionOwner, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
+import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
 
 export type { BodySink, WireBody } from './response-body.ts';
 
@@ -38,6 +38,8 @@ export interface WireRequestOptions {
   readonly signal?: AbortSignal;
   /** Longest silence while waiting for/reading the response body; 0 disables. */
   readonly bodyIdleTimeoutMs: number;
+  /** Until the response head arrives, from when the request is sent (a wait for a free connection counts too; connecting has its own deadline); 0 or absent disables. */
+  readonly headersTimeoutMs?: number;
 }
 
 export interface WireResponse {
@@ -101,6 +103,7 @@ export class PendingRequest implements RequestOnConnection {
   readonly streamLength: number;
   readonly isHead: boolean;
   readonly bodyIdleTimeoutMs: number;
+  readonly headersTimeoutMs: number;
   readonly signal: AbortSignal | undefined;
   readonly promise: Promise<WireResponse>;
   connection: UpstreamConnection | null = null;
@@ -146,6 +149,7 @@ export class PendingRequest implements RequestOnConnection {
     this.streamLength = streamLength;
     this.isHead = method === 'HEAD';
     this.bodyIdleTimeoutMs = options.bodyIdleTimeoutMs;
+    this.headersTimeoutMs = options.headersTimeoutMs ?? 0;
     this.signal = options.signal;
     this.#pool = pool;
     this.promise = new Promise<WireResponse>((resolve, reject) => {
@@ -284,7 +288,18 @@ export class WirePool implements ConnectionOwner {
     const idle = this.#idle.pop();
     if (idle) idle.send(request);
     else if (this.#connections.size < this.#maxConnections) this.#open(request);
-    else this.#queue.push(request);
+    else {
+      this.#queue.push(request);
+      // The connection's own timer runs from the moment it sends; a wait for one counts too.
+      if (request.headersTimeoutMs > 0) setTimeout(() => this.#expireQueued(request), request.headersTimeoutMs).unref();
+    }
+  }
+
+  #expireQueued(request: PendingRequest): void {
+    const at = this.#queue.indexOf(request);
+    if (at === -1) return;
+    this.#queue.splice(at, 1);
+    request.reject(headersTimeoutError(this.peer, request.headersTimeoutMs));
   }
 
   #open(request: PendingRequest): void {
