@@ -2,7 +2,7 @@
 /** The `meshlet` command line: sidecar, demo, and the tools that grow around them. */
 import { realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadConfigFile, parseConfigText, validateConfig } from './config/load.ts';
+import { loadConfigFile, parseConfigEnvText, validateConfig } from './config/load.ts';
 import { installConfigReload } from './config/reloader.ts';
 import { redactSecrets } from './admin/server.ts';
 import { MeshletError } from './errors.ts';
@@ -34,7 +34,7 @@ async function configFromArgs(command: string, values: { config?: string | undef
   if (!envName) throw new UsageError(`meshlet ${command}: --config FILE (or --config-env VAR) is required`);
   const text = process.env[envName];
   if (text === undefined) throw new UsageError(`meshlet ${command}: environment variable ${envName} is not set`);
-  return validateConfig(parseConfigText(text, `${envName}.yaml`), `$${envName}`);
+  return validateConfig(parseConfigEnvText(text, envName), `$${envName}`);
 }
 
 async function runSidecar(args: string[]): Promise<number> {

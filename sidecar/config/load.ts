@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { basename, dirname, isAbsolute, resolve as resolvePath } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import type * as Yaml from 'yaml';
 import type { z } from 'zod';
 import { meshError, type MeshletError } from '../errors.ts';
 import { configSchema, type MeshletConfig } from './schema.ts';
@@ -107,6 +108,17 @@ function configError(problems: string[]): MeshletError {
   return err;
 }
 
+const require = createRequire(import.meta.url);
+
+/**
+ * The yaml package, loaded on the first YAML text: it is about 12 MB of resident memory, which a
+ * sidecar configured by JSON (as injected ones often are) need never carry. Synchronous on purpose,
+ * so parseConfigText stays synchronous for its callers.
+ */
+function parseYaml(text: string): unknown {
+  return (require('yaml') as typeof Yaml).parse(text);
+}
+
 /** Parses YAML or JSON text (YAML is a superset; JSON files get JSON's stricter errors). */
 export function parseConfigText(text: string, file: string): unknown {
   try {
@@ -114,6 +126,22 @@ export function parseConfigText(text: string, file: string): unknown {
   } catch (err) {
     throw meshError('CONFIG_INVALID', `${basename(file)}: not valid ${file.endsWith('.json') ? 'JSON' : 'YAML'}: ${(err as Error).message}`, err);
   }
+}
+
+/**
+ * Config text from an environment variable (`--config-env`): JSON, as the injector writes it, is parsed
+ * without loading the YAML parser; anything else is YAML. JSON is YAML's subset, so the result is the
+ * same, except that JSON.parse keeps the last of duplicate keys where YAML rejects them.
+ */
+export function parseConfigEnvText(text: string, envName: string): unknown {
+  if (/^\s*\{/.test(text)) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      // Not JSON (e.g. a YAML flow mapping such as `{service: {name: a}}`): the YAML parser below reports its own error.
+    }
+  }
+  return parseConfigText(text, `${envName}.yaml`);
 }
 
 /**

@@ -8,6 +8,8 @@ export type HeaderMap = Record<string, string | string[]>;
 /** Names listed in a Connection header are hop-by-hop too. */
 function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
   if (!value) return undefined;
+  // The values nearly every message carries name nothing beyond the hop-by-hop set: skip the parse.
+  if (typeof value === 'string' && HOP_BY_HOP.has(value.length < 16 ? value.toLowerCase() : '')) return undefined;
   const text = Array.isArray(value) ? value.join(',') : value;
   const names = new Set<string>();
   for (const part of text.split(',')) {
@@ -27,6 +29,15 @@ export function endToEndHeaders(headers: IncomingHttpHeaders | Record<string, st
     out[name] = value;
   }
   return out;
+}
+
+/**
+ * Drops hop-by-hop headers from `headers` itself: for a header object the caller owns (a response the
+ * wire pool just parsed), where a copy would be garbage on every request.
+ */
+export function stripHopByHop(headers: Record<string, string | string[] | undefined>): void {
+  const listed = connectionListed(headers.connection);
+  for (const name in headers) if (HOP_BY_HOP.has(name) || listed?.has(name)) delete headers[name];
 }
 
 /** Appends a value to a possibly repeated header, comma-joined as RFC 9110 allows for list headers. */

@@ -8,7 +8,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
 import { createEndpointForward } from './forward.ts';
-import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
+import { addForwardingHeaders, endToEndHeaders, stripHopByHop, type HeaderMap } from './headers.ts';
 import { streamBody } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
 import type { WireReply } from './wire/reply.ts';
@@ -27,12 +27,12 @@ export interface HttpProxyOptions {
 
 const VIA = '1.1 meshlet';
 
-/** Response headers to send to the client: end-to-end ones plus our Via. */
-function clientHeaders(upstream: Record<string, string | string[] | undefined>): HeaderMap {
-  const headers = endToEndHeaders(upstream);
-  const via = headers.via;
-  headers.via = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
-  return headers;
+/** Response headers to send to the client: the upstream's end-to-end ones plus our Via, edited in place (the pool's own object). */
+function clientHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+  stripHopByHop(upstream);
+  const via = upstream.via;
+  upstream.via = via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`;
+  return upstream;
 }
 
 /** Builds the `(req, res)` handler that proxies to `options.cluster`. */

@@ -4,7 +4,7 @@
  * (request-stats.ts); feature counters are fed by the event bus; gauges that mirror live state (listeners, endpoints, discovery,
  * certificates) read it at scrape time in `collect()`, so the request path never updates them.
  */
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from './prom.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ExchangeObserver } from '../protocols/exchange.ts';
 import type { Sidecar } from '../sidecar.ts';
@@ -19,7 +19,7 @@ let processRegistry: Registry | undefined;
 function sharedProcessRegistry(): Registry {
   if (!processRegistry) {
     processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry });
+    collectDefaultMetrics(processRegistry);
   }
   return processRegistry;
 }

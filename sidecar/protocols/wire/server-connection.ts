@@ -12,7 +12,7 @@ import { meshError, type MeshletError } from '../../errors.ts';
 import { writeRawError } from '../upgrade.ts';
 import { HTTPParser, METHODS, createParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { WireReply, type ReplyChannel } from './reply.ts';
-import { ParsedRequest, RequestBody, scanHead } from './request.ts';
+import { ParsedRequest, RequestBody, scanHead, type HeadFacts } from './request.ts';
 
 export interface WireRequest {
   readonly method: string;
@@ -91,6 +91,8 @@ export class WireConnection implements ReplyChannel {
   /** An error response owed once the earlier replies are written. */
   #deferredError: MeshletError | null = null;
   #upgrade: PendingUpgrade | null = null;
+  /** Why the head callback refused the last head (llhttp then reports HPE_CB_HEADERS_COMPLETE). */
+  #refusedHead: MeshletError | null = null;
   #headTimer: NodeJS.Timeout | null = null;
   #keepAliveTimer: NodeJS.Timeout | null = null;
   readonly #wantBody = (): void => this.#resumeBody();
@@ -200,6 +202,12 @@ export class WireConnection implements ReplyChannel {
     const http10 = versionMajor === 1 && versionMinor === 0;
     const httpVersion = versionMajor === 1 && versionMinor === 1 ? '1.1' : `${versionMajor}.${versionMinor}`;
     const head = scanHead(headers);
+    const hostProblem = this.#hostProblem(head, versionMajor, versionMinor);
+    if (hostProblem !== null) {
+      this.#refusedHead = meshError('BAD_REQUEST', `malformed request on listener ${this.#options.name}: ${hostProblem}`);
+      // -1 makes llhttp stop with an error: nothing after this head is parsed as HTTP.
+      return -1;
+    }
     const body = head.hasBody ? new RequestBody(this.#wantBody) : null;
     const request = new ParsedRequest(method, url, httpVersion, headers, this.socket, body);
     const onUpgrade = this.#options.onUpgrade;
@@ -331,7 +339,23 @@ export class WireConnection implements ReplyChannel {
     replies.length = 0;
   }
 
+  /**
+   * RFC 9112 3.2: an HTTP/1.1 request without Host, or any request with two Host lines, gets a 400.
+   * node:http refuses the first (requireHostHeader); the second is where a front and a back end can
+   * pick different hosts (routing and cache confusion), so this server refuses it too.
+   */
+  #hostProblem(head: HeadFacts, versionMajor: number, versionMinor: number): string | null {
+    if (head.hostLines > 1) return 'more than one Host header';
+    if (!head.hasHost && versionMajor === 1 && versionMinor === 1) return 'HTTP/1.1 request without a Host header';
+    return null;
+  }
+
   #parseError(err: LlhttpError): MeshletError {
+    const refused = this.#refusedHead;
+    if (refused !== null) {
+      this.#refusedHead = null;
+      return refused;
+    }
     const name = this.#options.name;
     if (err.code === 'HPE_HEADER_OVERFLOW') return meshError('HEADERS_TOO_LARGE', `request head larger than the limit on listener ${name}`, err);
     return meshError('BAD_REQUEST', `malformed request on listener ${name}: ${err.code}${err.reason ? ` (${err.reason})` : ''}`, err);
