@@ -104,28 +104,23 @@ export interface HeadFacts {
   hasBody: boolean;
   expect: string | undefined;
   upgrade: string | undefined;
-  /** Host field lines seen, and whether one had a non-empty value (RFC 9112 3.2 wants exactly one). */
+  /** Host field lines seen (RFC 9112 3.2 wants exactly one in HTTP/1.1; an empty value is allowed). */
   hostLines: number;
-  hasHost: boolean;
 }
 
 /** The few fields this server acts on, found in one pass over the raw pairs (reused object: no allocation per request). */
-const facts: HeadFacts = { hasBody: false, expect: undefined, upgrade: undefined, hostLines: 0, hasHost: false };
+const facts: HeadFacts = { hasBody: false, expect: undefined, upgrade: undefined, hostLines: 0 };
 
 export function scanHead(raw: readonly string[]): HeadFacts {
   facts.hasBody = false;
   facts.expect = undefined;
   facts.upgrade = undefined;
   facts.hostLines = 0;
-  facts.hasHost = false;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i] as string;
     switch (name.length) {
       case 4:
-        if (name.toLowerCase() === 'host') {
-          facts.hostLines++;
-          if ((raw[i + 1] as string).length > 0) facts.hasHost = true;
-        }
+        if (name.toLowerCase() === 'host') facts.hostLines++;
         break;
       case 6:
         if (name.toLowerCase() === 'expect') facts.expect = raw[i + 1];

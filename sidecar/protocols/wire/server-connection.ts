@@ -45,8 +45,13 @@ export interface WireServerOptions {
 
 /** llhttp reports message starts here (Node exports the slot; llhttp.ts does not name it). */
 const kOnMessageBegin = (HTTPParser as unknown as { kOnMessageBegin: number }).kOnMessageBegin;
-/** Unanswered requests beyond this stop reading the socket, so a pipelining client cannot queue without bound. */
+/**
+ * Unanswered requests beyond this stop reading the socket and pause the parser, so a pipelining client
+ * cannot queue without bound: not even the requests already read in one chunk are parsed.
+ */
 const MAX_QUEUED = 2;
+/** What kOnHeadersComplete returns to make llhttp stop after this head (execute() then fails with HPE_PAUSED). */
+const PAUSE_PARSER = 21;
 
 /** An upgrade request waiting for the earlier replies, with the bytes that followed its head. */
 interface PendingUpgrade {
@@ -93,6 +98,10 @@ export class WireConnection implements ReplyChannel {
   #upgrade: PendingUpgrade | null = null;
   /** Why the head callback refused the last head (llhttp then reports HPE_CB_HEADERS_COMPLETE). */
   #refusedHead: MeshletError | null = null;
+  /** The parser stopped after a head because too many requests are unanswered; `#heldBytes` are the unparsed rest. */
+  #parserPaused = false;
+  #heldBytes: Buffer | null = null;
+  #resumeScheduled = false;
   #headTimer: NodeJS.Timeout | null = null;
   #keepAliveTimer: NodeJS.Timeout | null = null;
   readonly #wantBody = (): void => this.#resumeBody();
@@ -229,7 +238,8 @@ export class WireConnection implements ReplyChannel {
     }
     this.#readyRequests.push(accepted ? request : null);
     this.#readyReplies.push(reply);
-    return 0;
+    // Heads llhttp stops after anyway (CONNECT, Upgrade) keep their own return value.
+    return this.#replies.length > MAX_QUEUED && !upgrade ? PAUSE_PARSER : 0;
   };
 
   readonly #onBody = (chunk: Buffer): void => {
@@ -256,10 +266,26 @@ export class WireConnection implements ReplyChannel {
 
   readonly #onData = (data: Buffer): void => {
     if (!this.#parsing || this.#state !== 'open' || this.#upgrade !== null) return;
+    // Chunks already read when the socket was paused wait behind the bytes the paused parser holds.
+    if (this.#parserPaused) {
+      this.#heldBytes = this.#heldBytes === null ? data : Buffer.concat([this.#heldBytes, data]);
+      return;
+    }
+    this.#parse(data);
+  };
+
+  /** Runs llhttp over `data`, hands the requests it completed to the handler, and answers a parse error. */
+  #parse(data: Buffer): void {
     let offset = 0;
     let failure: LlhttpError | null = null;
-    while (offset < data.length) {
+    // At least once: an empty buffer still lets a resumed parser finish its message.
+    do {
       const parsed = this.#parser.execute(offset === 0 ? data : data.subarray(offset));
+      if (typeof parsed !== 'number' && parsed.code === 'HPE_PAUSED') {
+        this.#parserPaused = true;
+        this.#heldBytes = data.subarray(offset + parsed.bytesParsed);
+        break;
+      }
       if (typeof parsed !== 'number') {
         failure = parsed;
         break;
@@ -273,7 +299,7 @@ export class WireConnection implements ReplyChannel {
       }
       // llhttp stops after every Upgrade head; one not taken is served as HTTP and parsing goes on.
       if (parsed === 0) break;
-    }
+    } while (offset < data.length);
     const error = failure === null ? null : this.#parseError(failure);
     // A request whose body the error cut is never handed over: its reply is dropped before dispatch.
     const cutStarted = error !== null && this.#abandonCutRequest(error);
@@ -281,6 +307,22 @@ export class WireConnection implements ReplyChannel {
     if (error !== null) this.#failParsing(error, cutStarted);
     else if (this.#upgrade !== null && this.#replies.length === 0) this.#handOff();
     this.#updateFlow();
+  }
+
+  /**
+   * Parses what the paused parser held once the queue is short again. Deferred a tick: the queue shrinks
+   * inside reply.end(), possibly while the handler runs inside a parse.
+   */
+  readonly #resumeParsing = (): void => {
+    this.#resumeScheduled = false;
+    if (!this.#parserPaused || this.#state !== 'open' || !this.#parsing) return;
+    if (this.#replies.length > MAX_QUEUED) return;
+    this.#parserPaused = false;
+    this.#parser.resume();
+    const held = this.#heldBytes ?? EMPTY;
+    this.#heldBytes = null;
+    // Even with nothing held, llhttp finishes the message it paused in (a body-less request completes).
+    this.#parse(held);
   };
 
   /** The client half-closed: like node:http (httpAllowHalfOpen off), it is gone and its unanswered requests are abandoned. */
@@ -346,7 +388,7 @@ export class WireConnection implements ReplyChannel {
    */
   #hostProblem(head: HeadFacts, versionMajor: number, versionMinor: number): string | null {
     if (head.hostLines > 1) return 'more than one Host header';
-    if (!head.hasHost && versionMajor === 1 && versionMinor === 1) return 'HTTP/1.1 request without a Host header';
+    if (head.hostLines === 0 && versionMajor === 1 && versionMinor === 1) return 'HTTP/1.1 request without a Host header';
     return null;
   }
 
@@ -441,7 +483,12 @@ export class WireConnection implements ReplyChannel {
   /** Reads only while the handler keeps up: body backpressure, a deep pipeline, or a pending upgrade/error pause the socket. */
   #updateFlow(): void {
     if (this.#state !== 'open') return;
-    const hold = this.#bodyFull || this.#replies.length > MAX_QUEUED || this.#upgrade !== null || this.#deferredError !== null;
+    const queueFull = this.#replies.length > MAX_QUEUED;
+    if (this.#parserPaused && !queueFull && !this.#resumeScheduled) {
+      this.#resumeScheduled = true;
+      process.nextTick(this.#resumeParsing);
+    }
+    const hold = this.#bodyFull || queueFull || this.#parserPaused || this.#upgrade !== null || this.#deferredError !== null;
     if (hold === this.#paused) return;
     this.#paused = hold;
     if (hold) this.socket.pause();
