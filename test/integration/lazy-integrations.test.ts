@@ -1,6 +1,7 @@
 /**
  * Idle memory: a sidecar loads Consul, ACME, mTLS (node-forge) and OpenTelemetry code only when its
- * config turns them on. Runs the real launcher with a resolve hook that records every module
+ * config turns them on; the YAML parser only for YAML text; prom-client's default process metrics (and
+ * the @opentelemetry/api they load) only once scraped. Runs the real launcher with a resolve hook that records every module
  * (bench/memory/record-modules.mjs) and reads the list once the sidecar is ready.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,7 +13,19 @@ import { freePort } from '../../examples/demo.ts';
 import { eventually } from '../helpers/sidecar.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const OPTIONAL = ['/node_modules/consul/', '/node_modules/acme-client/', '/node_modules/node-forge/', '/node_modules/@opentelemetry/sdk-trace-base/', '/node_modules/@opentelemetry/exporter-trace-otlp-http/'];
+const OPTIONAL = [
+  '/node_modules/consul/',
+  '/node_modules/acme-client/',
+  '/node_modules/node-forge/',
+  '/node_modules/@opentelemetry/sdk-trace-base/',
+  '/node_modules/@opentelemetry/exporter-trace-otlp-http/',
+  '/node_modules/@opentelemetry/api/',
+  '/node_modules/yaml/',
+  '/node_modules/prom-client/index.js',
+  '/node_modules/prom-client/lib/defaultMetrics.js',
+  '/node_modules/prom-client/lib/pushgateway.js',
+  '/node_modules/prom-client/lib/cluster.js',
+];
 
 let dir: string;
 beforeAll(async () => {
@@ -31,8 +44,11 @@ afterEach(async () => {
   }
 });
 
-/** Starts the launcher on `config`, waits for /ready and returns the modules it resolved. */
-async function modulesLoaded(name: string, extra: Record<string, unknown>): Promise<string[]> {
+/**
+ * Starts the launcher on `config` (written as JSON, or YAML with `format`), waits for /ready, calls
+ * `beforeList` with the admin port, and returns the modules it resolved.
+ */
+async function modulesLoaded(name: string, extra: Record<string, unknown>, format: 'json' | 'yaml' = 'json', beforeList?: (admin: number) => Promise<void>): Promise<string[]> {
   const admin = await freePort();
   const config = {
     service: { name: 'lazy', port: await freePort() },
@@ -42,8 +58,9 @@ async function modulesLoaded(name: string, extra: Record<string, unknown>): Prom
     logging: { level: 'silent', accessLog: false },
     ...extra,
   };
-  const file = join(dir, `${name}.json`);
+  const file = join(dir, `${name}.${format}`);
   const list = join(dir, `${name}.modules`);
+  // JSON text is valid YAML: the file's extension alone decides which parser reads it.
   await writeFile(file, JSON.stringify(config));
   const child = spawn(process.execPath, ['--import', join(ROOT, 'bench', 'memory', 'record-modules.mjs'), join(ROOT, 'bin', 'meshlet.js'), 'sidecar', '--config', file], {
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -60,6 +77,7 @@ async function modulesLoaded(name: string, extra: Record<string, unknown>): Prom
       return false;
     }
   }, 20_000);
+  await beforeList?.(admin);
   child.kill('SIGUSR2');
   let text = '';
   await eventually('module list written', async () => {
@@ -74,6 +92,21 @@ describe('integrations load only when configured', () => {
     const modules = await modulesLoaded('minimal', {});
     expect(modules.some((url) => url.endsWith('/sidecar/sidecar.ts'))).toBe(true);
     for (const pkg of OPTIONAL) expect(modules.filter((url) => url.includes(pkg)), pkg).toEqual([]);
+  }, 30_000);
+
+  it('a YAML config loads the YAML parser', async () => {
+    const modules = await modulesLoaded('yaml-config', {}, 'yaml');
+    expect(modules.some((url) => url.includes('/node_modules/yaml/'))).toBe(true);
+  }, 30_000);
+
+  it('the first /metrics scrape loads the default process metrics and serves them', async () => {
+    let text = '';
+    const modules = await modulesLoaded('scraped', {}, 'json', async (admin) => {
+      text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+    });
+    expect(modules.some((url) => url.includes('/node_modules/prom-client/lib/defaultMetrics.js'))).toBe(true);
+    expect(text).toContain('process_cpu_user_seconds_total');
+    expect(text).toContain('meshlet_info');
   }, 30_000);
 
   it('with tracing on, the OpenTelemetry SDK and exporter are loaded', async () => {

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfigFile, validateConfig } from '../../sidecar/config/load.ts';
+import { loadConfigFile, parseConfigEnvText, validateConfig } from '../../sidecar/config/load.ts';
 import { parseDuration } from '../../sidecar/config/duration.ts';
 import { DEFAULT_ADMIN_PORT, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_INBOUND_PORT, DEFAULT_REQUEST_TIMEOUT_MS } from '../../sidecar/config/schema.ts';
 import { isMeshError } from '../../sidecar/errors.ts';
@@ -146,5 +146,17 @@ describe('loading config files', () => {
   it('refuses an empty file clearly', async () => {
     await writeFile(join(dir, 'empty.yaml'), '');
     await expect(loadConfigFile(join(dir, 'empty.yaml'))).rejects.toThrow('(root): expected object, got null (empty.yaml)');
+  });
+});
+
+describe('config text from an environment variable', () => {
+  it('reads JSON (what the injector writes) and YAML, including YAML flow mappings that are not JSON', () => {
+    expect(parseConfigEnvText('{"service":{"name":"web","port":8080}}', 'MESHLET_CONFIG')).toEqual({ service: { name: 'web', port: 8080 } });
+    expect(parseConfigEnvText('  {service: {name: web, port: 8080}}', 'MESHLET_CONFIG')).toEqual({ service: { name: 'web', port: 8080 } });
+    expect(parseConfigEnvText('service:\n  name: web\n', 'MESHLET_CONFIG')).toEqual({ service: { name: 'web' } });
+  });
+
+  it('reports text that is neither as YAML, naming the variable', () => {
+    expect(() => parseConfigEnvText('{"service": ', 'MESHLET_CONFIG')).toThrow(/^MESHLET_CONFIG\.yaml: not valid YAML/);
   });
 });
