@@ -47,18 +47,19 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
     // responses before it ends. Only a connect failure retries it, since the body is untouched until
     // the upstream session is up (protocols/h2-forward.ts).
     const streaming = x.notes.get(STREAMING_BODY_NOTE) === true && x.body !== null && !Buffer.isBuffer(x.body);
-    const resendable = streaming ? false : await bufferBody(x, conf.maxBodyBytes);
+    // Most requests have no body: no buffering, and no await (a microtask hop) on the hot path.
+    const resendable = streaming ? false : x.body === null || Buffer.isBuffer(x.body) ? true : await bufferBody(x, conf.maxBodyBytes);
     const deadline = requestTimeoutMs > 0 ? x.startedAt + requestTimeoutMs : Infinity;
     for (let attempt = 1; ; attempt++) {
       // A retry holds one of the breaker's concurrent-retry slots until its response headers arrive.
       const holdsRetrySlot = attempt > 1 && limits !== undefined;
       let reason: string;
-      const delay = backoffDelay(attempt, conf.backoffBase, random);
+      let delay = 0;
       try {
-        const response = await attemptOnce(x, next, conf.perTryTimeout, deadline, attempt).finally(() => {
-          if (holdsRetrySlot) limits.releaseRetry();
-        });
+        const attempting = attemptOnce(x, next, conf.perTryTimeout, deadline, attempt);
+        const response = await (holdsRetrySlot ? attempting.finally(() => limits.releaseRetry()) : attempting);
         if (!statuses.has(response.statusCode) || !idempotent) return response;
+        delay = backoffDelay(attempt, conf.backoffBase, random);
         reason = `status_${response.statusCode}`;
         if (!mayRetry(attempt, resendable, deadline - delay, reason)) return response;
         drain(response);
@@ -68,6 +69,7 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
         const retryable = connectFailure || (idempotent && conf.onReset && (isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT')));
         if (!retryable) throw err;
         reason = err.reason;
+        delay = backoffDelay(attempt, conf.backoffBase, random);
         if (!mayRetry(attempt, resendable || (streaming && connectFailure), deadline - delay, reason)) throw err;
       }
       try {
