@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isMeshError, meshError, MeshletError } from '../errors.ts';
 import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
 import { STREAMING_BODY_NOTE } from '../protocols/http2.ts';
+import { WireBody } from '../protocols/wire/response-body.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import { backoffDelay } from './backoff.ts';
 import type { ConcurrencyLimits } from './circuit-breaker.ts';
@@ -191,9 +192,15 @@ function ignoreReplayError(): void {}
 function drain(response: UpstreamResponse): void {
   const body = response.body;
   let read = 0;
-  body.on('error', () => {});
-  body.on('data', (chunk: Buffer) => {
+  const count = (chunk: Buffer) => {
     read += chunk.length;
     if (read > DRAIN_LIMIT_BYTES) body.destroy();
-  });
+  };
+  if (body instanceof WireBody) {
+    // A pooled HTTP/1.1 body has no 'data' events: it must be consumed, or its connection stays busy.
+    body.pipeTo({ write: (chunk) => (count(chunk), true), end: () => undefined, once: () => undefined }).catch(() => {});
+    return;
+  }
+  body.on('error', () => {});
+  body.on('data', count);
 }

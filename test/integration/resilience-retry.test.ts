@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { adminUrl } from '../helpers/sidecar.ts';
+import { adminUrl, eventually } from '../helpers/sidecar.ts';
 import { closedPort, startUpstream, totalHits, type UpstreamFixture } from '../helpers/upstream.ts';
 
 const NO_EJECTION = { outlierDetection: { enabled: false } };
@@ -29,6 +29,9 @@ describe('retries', () => {
       expect(fixture.backends[1]!.hits).toBeGreaterThan(0);
       expect(fixture.events.retry.length).toBe(fixture.backends[1]!.hits);
       expect(fixture.events.retry[0]).toMatchObject({ upstream: 'api', attempt: 2 });
+      // Each retried response was read off and its connection released: nothing stays counted in flight.
+      const endpoints = fixture.sidecar.clusters.get('api')!.endpoints;
+      await eventually('retried responses released', () => endpoints.every((e) => e.active === 0));
     });
   }
 
