@@ -4,6 +4,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { request as undiciRequest } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { WireConnection, type WireRequest, type WireServerOptions } from '../../sidecar/protocols/wire/server-connection.ts';
 import type { WireReply } from '../../sidecar/protocols/wire/reply.ts';
 import { rawExchange } from '../helpers/raw.ts';
@@ -676,5 +678,27 @@ describe('WireConnection: gaps its first tests left', () => {
     expect(next?.headers.host).toBe('x');
     expect(client.text.indexOf('/t:hello')).toBeLessThan(client.text.indexOf('/next:'));
     client.socket.destroy();
+  });
+});
+
+describe('WireConnection: resources', () => {
+  it('lets a closed connection be garbage-collected (the native parser must not pin it)', async () => {
+    // Regression: the parser was freed but never closed, so its global handle kept every connection alive.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let collected = 0;
+    const registry = new FinalizationRegistry<void>(() => collected++);
+    const server = createServer((socket) => registry.register(new WireConnection(socket, baseOptions(okHandler))));
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    const exchanges = 20;
+    for (let i = 0; i < exchanges; i++) await rawExchange(port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    while (collected < exchanges && Date.now() < deadline) {
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+    }
+    expect(collected).toBe(exchanges);
   });
 });

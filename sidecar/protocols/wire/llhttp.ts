@@ -17,6 +17,8 @@ export interface LlhttpParser {
   /** Releases the native parser's resources; it may be initialize()d again afterwards. */
   remove(): void;
   free(): void;
+  /** Deletes the native parser; its JS object (held by a global handle until then) can be collected. */
+  close(): void;
   pause(): void;
   resume(): void;
   [key: number]: unknown;
@@ -64,4 +66,23 @@ export function createParser(kind: 'request' | 'response', maxHeaderBytes: numbe
   const parser = new HTTPParser();
   parser.initialize(kind === 'request' ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeaderBytes, HTTPParser.kLenientNone);
   return parser;
+}
+
+const released = new WeakSet<LlhttpParser>();
+
+function closeParser(parser: LlhttpParser): void {
+  parser.close();
+}
+
+/**
+ * Releases a parser for good once its connection is gone. The native parser holds its JS object (and
+ * through the callbacks, the whole connection) by a global handle until close(): skipping it leaks
+ * every connection. close() is deferred as node:http does, since this may run inside a parser callback.
+ */
+export function releaseParser(parser: LlhttpParser): void {
+  if (released.has(parser)) return;
+  released.add(parser);
+  parser.remove();
+  parser.free();
+  setImmediate(closeParser, parser);
 }

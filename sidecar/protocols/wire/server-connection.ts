@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { meshError, type MeshletError } from '../../errors.ts';
 import { writeRawError } from '../upgrade.ts';
-import { HTTPParser, METHODS, createParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
+import { HTTPParser, METHODS, createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { WireReply, type ReplyChannel } from './reply.ts';
 import { ParsedRequest, RequestBody, scanHead, type HeadFacts } from './request.ts';
 
@@ -351,7 +351,7 @@ export class WireConnection implements ReplyChannel {
     }
     const replies = this.#replies.splice(0);
     for (const reply of replies) reply.abandon();
-    this.#parser.free();
+    releaseParser(this.#parser);
   };
 
   readonly #onDrain = (): void => {
@@ -474,7 +474,7 @@ export class WireConnection implements ReplyChannel {
     socket.setTimeout(0);
     this.#headTimer = this.#clearTimer(this.#headTimer);
     this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
-    this.#parser.free();
+    releaseParser(this.#parser);
     // Like node:http: the new owner starts the flow by attaching its own 'data' listener or pipe.
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;
     upgrade.handler(upgrade.request, socket, upgrade.head);

@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { MeshletError } from '../../errors.ts';
-import { createParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
+import { createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
 
 /** An Error with a stable `code` (the undici codes respond.ts maps to 502/503/504). */
@@ -406,8 +406,7 @@ export class UpstreamConnection implements BodySource {
   }
 
   #freeParser(): void {
-    this.#parser.remove();
-    this.#parser.free();
+    releaseParser(this.#parser);
   }
 
   // Request body streaming: listeners bound once per connection, attached to each streamed body.
