@@ -6,6 +6,7 @@ import { loadConfigFile, parseConfigEnvText, validateConfig } from './config/loa
 import { installConfigReload } from './config/reloader.ts';
 import { redactSecrets } from './admin/server.ts';
 import { MeshletError } from './errors.ts';
+import { MemoryTrimmer } from './memory-trim.ts';
 import { Sidecar } from './sidecar.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { reportServing, shouldSupervise, superviseWorkers, workerCount } from './workers.ts';
@@ -64,6 +65,12 @@ async function runSidecar(args: string[]): Promise<number> {
   try {
     await sidecar.start();
     reportServing();
+    if (config.trimMemory) {
+      // Per serving process (each worker trims its own heap); stopped with the sidecar.
+      const trimmer = new MemoryTrimmer();
+      trimmer.start();
+      void sidecar.stopped.then(() => trimmer.stop());
+    }
   } catch (err) {
     // e.g. a port already in use: say which, release what was bound, and exit non-zero without a stack.
     process.stderr.write(`meshlet sidecar: cannot start: ${(err as Error).message}\n`);

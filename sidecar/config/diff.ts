@@ -55,6 +55,7 @@ export const RESTART_ONLY_FIELDS: readonly string[] = [
   'telemetry',
   'security',
   'workers',
+  'trimMemory',
   'proxy',
   'edge',
 ];

@@ -9,6 +9,7 @@ import { circuitBreakerSchema, connectionLimitSchema, hashPolicySchema, healthCh
 import { consulSchema } from '../discovery/consul-config.ts';
 import { telemetrySchema } from '../telemetry/config.ts';
 import { securitySchema } from '../security/config.ts';
+import { trimMemorySchema } from '../memory-trim.ts';
 import { workersSchema } from '../workers.ts';
 import { tapSchema, traceStoreSchema } from '../admin/views-config.ts';
 import { proxyListenerSchema, routesSchema } from '../routing/config.ts';
@@ -150,6 +151,7 @@ export const configSchema = z
     telemetry: telemetrySchema.describe('Traces (OpenTelemetry over OTLP/HTTP) and metrics (Prometheus at admin /metrics)'),
     security: securitySchema,
     workers: workersSchema,
+    trimMemory: trimMemorySchema,
   })
   .describe('Meshlet sidecar configuration');
 
