@@ -383,6 +383,23 @@ describe('WirePool: failures', () => {
     expect(pool.stats.open).toBe(0);
   });
 
+  it('keeps enforcing the head timeout on a reused connection when the body idle timeout changes', async () => {
+    // Answers the first request at once and never answers the second.
+    const server = await rawServer((socket) => {
+      let requests = 0;
+      socket.on('data', () => {
+        if (++requests === 1) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      });
+    });
+    const { pool } = makePool(server.port);
+    const first = await pool.request(get('/', { bodyIdleTimeoutMs: 5000, headersTimeoutMs: 100 }));
+    expect(await readBody(first.body)).toBe('ok');
+    // Same connection, another body timeout (a route with its own idle timeout): the head timer must survive.
+    const second = pool.request(get('/', { bodyIdleTimeoutMs: 7000, headersTimeoutMs: 100 }));
+    await expect(second).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    expect(server.sockets).toHaveLength(1);
+  });
+
   it('aborts before the head and mid-body, never reusing the aborted connection', async () => {
     const server = await rawServer((socket, index) => {
       socket.on('data', () => {

@@ -200,7 +200,6 @@ export class UpstreamConnection implements BodySource {
   #armBodyTimer(ms: number): void {
     if (ms !== this.#bodyTimerMs) {
       if (this.#bodyTimer) clearTimeout(this.#bodyTimer);
-    if (this.#headTimer) clearTimeout(this.#headTimer);
       this.#bodyTimer = ms > 0 ? setTimeout(() => this.#onBodyTimeout(), ms).unref() : null;
       this.#bodyTimerMs = ms;
     } else this.#bodyTimer?.refresh();
@@ -386,6 +385,8 @@ export class UpstreamConnection implements BodySource {
     this.#state = CLOSED;
     if (this.#connectTimer) clearTimeout(this.#connectTimer);
     if (this.#bodyTimer) clearTimeout(this.#bodyTimer);
+    // The head timer too: armed, it would keep this closed connection (and its parser) alive until it fires.
+    if (this.#headTimer) clearTimeout(this.#headTimer);
     this.#socket.destroy();
     if (!this.#executing) this.#freeParser();
     this.#owner.connectionClosed(this, staleRace ? request : null);
