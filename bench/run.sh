@@ -23,11 +23,9 @@ if [ ${#need[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$major" -lt 22 ]; then
-  echo "bench: node $(node --version) is too old (need >= 22.18 for TypeScript type stripping)" >&2
-  exit 1
-fi
+# Node >= 22.18 runs the TypeScript sources; on an older machine node, Node 24 comes from the npm registry.
+source ../.ci/ensure-node.sh
+[ -d ../node_modules/undici ] || (cd .. && npm ci --no-audit --no-fund --loglevel=error)
 [ -d node_modules/http-proxy ] || npm ci --no-audit --no-fund --loglevel=error
 
 # 10k client connections plus the proxies' own: raise the descriptor limit as far as allowed.
