@@ -23,7 +23,7 @@ const backend = start('nginx-backend', pinned ? '0' : undefined, 'nginx', ['-p',
 
 async function sidecar(name: string, config: Record<string, unknown>): Promise<Proc> {
   const file = meshletConfig(dir, name, { inbound: { address: '127.0.0.1', port: await freePort() }, admin: { port: await freePort() }, ...config });
-  const args = ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`, MAIN, 'sidecar', '--config', file];
+  const args = ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`, MAIN, 'sidecar', '--config', file];
   return start(name, pinned ? '1' : undefined, process.execPath, args, join(dir, `${name}.log`));
 }
 

@@ -163,8 +163,11 @@ async function main(): Promise<void> {
   const node = process.execPath;
   // The `meshlet` launcher, as users run it (it turns on Node's compile cache; see docs/performance.md).
   const meshletMain = join(ROOT, 'bin', 'meshlet.js');
+  // --expose-gc as the launcher's shebang and the image pass it (trimMemory).
   const meshletArgs = (config: string, profileName?: string): string[] =>
-    flags.profile && profileName ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles')}`, `--cpu-prof-name=${profileName}.cpuprofile`, meshletMain, 'sidecar', '--config', config] : [meshletMain, 'sidecar', '--config', config];
+    flags.profile && profileName
+      ? ['--expose-gc', '--cpu-prof', `--cpu-prof-dir=${join(workDir, 'profiles')}`, `--cpu-prof-name=${profileName}.cpuprofile`, meshletMain, 'sidecar', '--config', config]
+      : ['--expose-gc', meshletMain, 'sidecar', '--config', config];
 
   const backend = launch('nginx-backend', BACKEND_CPU, 'nginx', ['-p', workDir, '-c', nginxBackend(workDir, port.backend, wantH2 ? port.backendH2 : undefined)]);
   await waitForPort(port.backend, 'nginx backend');

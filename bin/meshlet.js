@@ -1,5 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --expose-gc
 // Thin launcher: Node >= 22.18 runs the TypeScript sources directly (type stripping).
+// --expose-gc (the shebang; the image's entrypoint passes it too) lets `trimMemory` hand V8's grown
+// young generation back to the OS when the sidecar is idle (sidecar/memory-trim.ts).
 // The module compile cache (in the OS temp dir; NODE_DISABLE_COMPILE_CACHE=1 turns it off) keeps the
 // stripped and compiled modules, so later starts skip the TypeScript transform: about 25 MB less
 // resident memory and a faster start (docs/performance.md).

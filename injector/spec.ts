@@ -9,7 +9,7 @@ export const INJECT = `${ANNOTATION_PREFIX}inject`;
 export const STATUS = `${ANNOTATION_PREFIX}status`;
 export const DEFAULT_IMAGE = 'meshlet/meshlet:0.1.0';
 /** How the image (Dockerfile) runs the CLI: its ENTRYPOINT. Probes exec it inside the container. */
-export const IMAGE_CLI = ['node', '/opt/meshlet/bin/meshlet.js'] as const;
+export const IMAGE_CLI = ['node', '--expose-gc', '/opt/meshlet/bin/meshlet.js'] as const;
 export const DEFAULT_INBOUND_PORT = 15001;
 export const DEFAULT_ADMIN_PORT = 15000;
 

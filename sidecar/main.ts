@@ -68,6 +68,7 @@ async function runSidecar(args: string[]): Promise<number> {
     if (config.trimMemory) {
       // Per serving process (each worker trims its own heap); stopped with the sidecar.
       const trimmer = new MemoryTrimmer();
+      if (!trimmer.available) sidecar.log.info('trimMemory is on but node runs without --expose-gc (bin/meshlet.js and the image pass it): idle memory is not trimmed');
       trimmer.start();
       void sidecar.stopped.then(() => trimmer.stop());
     }

@@ -8,38 +8,27 @@
  * (~20 ms on a small heap) must not land on requests.
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { z } from 'zod';
 
 export const trimMemorySchema = z
   .boolean()
   .default(true)
-  .describe('Run a memory-reducing GC shortly after start and whenever the sidecar goes idle after traffic grew its memory (default true)');
+  .describe('Run a memory-reducing GC shortly after start and whenever the sidecar goes idle after traffic grew its memory (default true; needs node --expose-gc, which bin/meshlet.js and the image pass)');
 
 type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
-/** undefined: not looked up yet; null: this runtime has no gc() to offer. */
-let gcFunction: GcFunction | null | undefined;
-
 /**
- * V8's gc() extension. Node installs it only with --expose-gc; set at run time, the flag applies to
- * contexts created afterwards, so a fresh vm context carries the function (nothing else changes).
+ * V8's gc() extension, present when node was started with --expose-gc (bin/meshlet.js, the image and
+ * the injected containers pass it). It is not turned on at run time on purpose: reaching it then needs a
+ * second vm context, and merely creating one cost the request path ~15% throughput and doubled p99
+ * (measured with bench/ab.ts, docs/performance.md).
  */
 function exposedGc(): GcFunction | null {
-  if (gcFunction !== undefined) return gcFunction;
-  gcFunction = null;
-  try {
-    setFlagsFromString('--expose-gc');
-    const gc: unknown = runInNewContext('typeof gc === "function" ? gc : null');
-    if (typeof gc === 'function') gcFunction = gc as GcFunction;
-  } catch {
-    // A runtime without the flag or the extension: trimming is an optimisation, not a feature.
-  }
-  return gcFunction;
+  const gc = (globalThis as { gc?: unknown }).gc;
+  return typeof gc === 'function' ? (gc as GcFunction) : null;
 }
 
-/** Runs the memory-reducing GC now; false when this runtime cannot. */
+/** Runs the memory-reducing GC now; false when node was started without --expose-gc. */
 export function trimMemory(): boolean {
   const gc = exposedGc();
   if (gc === null) return false;
@@ -65,6 +54,7 @@ export interface MemoryTrimmerOptions {
 /** Schedules trims: once after start, then on idle intervals that follow memory growth. Timers are unref'd. */
 export class MemoryTrimmer {
   readonly #options: Required<MemoryTrimmerOptions>;
+  readonly #available: boolean;
   #first: NodeJS.Timeout | null = null;
   #interval: NodeJS.Timeout | null = null;
   #mark: EventLoopUtilization | undefined;
@@ -74,6 +64,7 @@ export class MemoryTrimmer {
   trims = 0;
 
   constructor(options: MemoryTrimmerOptions = {}) {
+    this.#available = options.trim !== undefined || exposedGc() !== null;
     this.#options = {
       firstAfterMs: options.firstAfterMs ?? 1000,
       checkEveryMs: options.checkEveryMs ?? 30_000,
@@ -83,6 +74,11 @@ export class MemoryTrimmer {
       rss: options.rss ?? (() => process.memoryUsage.rss()),
       utilization: options.utilization ?? ((previous) => performance.eventLoopUtilization(previous)),
     };
+  }
+
+  /** False when trims cannot run (node without --expose-gc and no `trim` given). */
+  get available(): boolean {
+    return this.#available;
   }
 
   start(): void {

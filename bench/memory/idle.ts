@@ -77,7 +77,8 @@ async function measure(name: string, config: Record<string, unknown>, withModule
   const file = join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(config));
   const list = join(dir, `${name}.modules`);
-  const args = [...flags['node-flag']];
+  // --expose-gc: as the launcher's shebang and the image start it (trimMemory needs it).
+  const args = ['--expose-gc', ...flags['node-flag']];
   if (withModules) args.push('--import', join(import.meta.dirname, 'record-modules.mjs'));
   args.push(join(ROOT, 'bin', 'meshlet.js'), 'sidecar', '--config', file);
   let stderr = '';

@@ -45,9 +45,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
     const controller = new AbortController();
     const socket = req.socket;
     // The client leaving before the response completed must stop the upstream work too.
-    res.once('close', () => {
-      if (!res.writableFinished) controller.abort(meshError('UPSTREAM_RESET', 'client closed the connection'));
-    });
+    res.abortWhenAbandoned = controller;
     const headers = endToEndHeaders(req.headers);
     // The listener already answered `Expect: 100-continue` to the client: it is not the upstream's to answer.
     if (headers.expect !== undefined) delete headers.expect;

@@ -1,0 +1,158 @@
+/**
+ * A/B of Meshlet checkouts on the one-hop keep-alive workload, with HAProxy beside them as the yardstick:
+ *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] DIR[=LABEL[=NODE_FLAGS]] ...
+ * Each DIR is a Meshlet checkout (the current one is `.`; an older one from `git archive`); NODE_FLAGS,
+ * comma-separated, go to its `node` (e.g. `.=semi4=--max-semi-space-size=4` runs the same checkout with a flag). Rounds are
+ * interleaved and rotated, every target pinned like bench/run.ts (proxies on CPU 1, wrk and nginx on
+ * CPU 0). Besides req/s it reports the proxy's CPU time per request (utime + stime from /proc, all of
+ * the target's processes, and the share spent in the kernel), which moves less than req/s when other
+ * work shares the machine.
+ * Prints a markdown table of medians; nothing is written to bench/results.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { haproxy, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
+import { freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { median } from './lib/report.ts';
+import { wrk } from './lib/wrk.ts';
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    rounds: { type: 'string', default: '6' },
+    seconds: { type: 'string', default: '4' },
+    connections: { type: 'string', default: '50' },
+    'two-hop': { type: 'boolean', default: false },
+  },
+});
+if (positionals.length === 0) {
+  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] DIR[=LABEL[=NODE_FLAGS]] ...\n');
+  process.exit(2);
+}
+const rounds = Number(flags.rounds);
+const seconds = Number(flags.seconds);
+const connections = Number(flags.connections);
+const twoHop = flags['two-hop'];
+const pinned = cpus().length >= 2;
+const LOAD = pinned ? '0' : undefined;
+const PROXY = pinned ? '1' : undefined;
+const dir = join(import.meta.dirname, 'results', 'tmp', `ab-${Date.now()}`);
+mkdirSync(dir, { recursive: true });
+
+/** Clock ticks per second for /proc/PID/stat times (100 on every Linux this runs on). */
+const CLK_TCK = 100;
+
+/** User and system CPU seconds of a process so far. */
+function cpuTimes(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+}
+
+function sumTimes(procs: readonly Proc[]): { user: number; system: number } {
+  const total = { user: 0, system: 0 };
+  for (const p of procs) {
+    const t = cpuTimes(p.pid);
+    total.user += t.user;
+    total.system += t.system;
+  }
+  return total;
+}
+
+interface Target {
+  readonly label: string;
+  readonly port: number;
+  readonly procs: Proc[];
+}
+
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+const backendPort = await freePort();
+const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort)], join(dir, 'backend.log'));
+await waitForPort(backendPort, 'backend');
+const targets: Target[] = [];
+
+const haproxyPort = await freePort();
+const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyPort, await freePort(), backendPort)], join(dir, 'haproxy.log'));
+targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc] });
+
+for (const [i, spec] of positionals.entries()) {
+  const [path, label = spec, ...flagParts] = spec.split('=') as [string, string?, ...string[]];
+  // --expose-gc as the launcher and the image start Meshlet (trimMemory).
+  const nodeFlags = ['--expose-gc', ...(flagParts.length > 0 ? flagParts.join('=').split(',') : [])];
+  const root = resolve(path);
+  const main = join(root, 'sidecar', 'main.ts');
+  const name = `meshlet-${i}`;
+  const port = await freePort();
+  const base = { service: { name: 'bench-app', port: backendPort }, admin: { port: await freePort() } };
+  const procs: Proc[] = [];
+  if (twoHop) {
+    const caDir = join(dir, `${name}-ca`);
+    await run(process.execPath, [main, 'ca', 'init', '--dir', caDir]);
+    const security = { mtls: true, ca: { dir: caDir } };
+    const inboundPort = await freePort();
+    const inbound = meshletConfig(dir, `${name}-in`, { ...base, service: { name: 'backend', port: backendPort }, inbound: { address: '127.0.0.1', port: inboundPort }, security });
+    procs.push(start(`${name}-in`, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', inbound], join(dir, `${name}-in.log`)));
+    await waitForPort(inboundPort, `${label} inbound`);
+    const outbound = meshletConfig(dir, `${name}-out`, {
+      ...base,
+      admin: { port: await freePort() },
+      inbound: { address: '127.0.0.1', port: await freePort() },
+      upstreams: [{ name: 'backend', port, endpoints: [{ address: '127.0.0.1', port: inboundPort }] }],
+      security,
+    });
+    procs.push(start(`${name}-out`, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', outbound], join(dir, `${name}-out.log`)));
+  } else {
+    const config = meshletConfig(dir, name, { ...base, inbound: { address: '127.0.0.1', port: await freePort() }, upstreams: [{ name: 'backend', port, endpoints: [{ address: '127.0.0.1', port: backendPort }] }] });
+    procs.push(start(name, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', config], join(dir, `${name}.log`)));
+  }
+  await waitForPort(port, label);
+  targets.push({ label, port, procs });
+}
+await waitForPort(haproxyPort, 'haproxy');
+
+const rps = new Map<string, number[]>();
+const cpuPerRequest = new Map<string, number[]>();
+const p99 = new Map<string, number[]>();
+const systemShare = new Map<string, number[]>();
+try {
+  for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections, seconds: 2, cpu: LOAD });
+  for (let round = 0; round < rounds; round++) {
+    const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
+    for (const t of order) {
+      const before = sumTimes(t.procs);
+      const result = await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections, seconds, cpu: LOAD });
+      const after = sumTimes(t.procs);
+      const used = after.user - before.user + after.system - before.system;
+      (systemShare.get(t.label) ?? systemShare.set(t.label, []).get(t.label)!).push((after.system - before.system) / used);
+      const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
+      (rps.get(t.label) ?? rps.set(t.label, []).get(t.label)!).push(result.rps);
+      (cpuPerRequest.get(t.label) ?? cpuPerRequest.set(t.label, []).get(t.label)!).push((used / result.requests) * 1e6);
+      (p99.get(t.label) ?? p99.set(t.label, []).get(t.label)!).push(result.latencyUs.p99 / 1000);
+      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s  ${((used / result.requests) * 1e6).toFixed(1).padStart(6)} µs CPU/req${errors ? `  errors ${errors}` : ''}\n`);
+    }
+  }
+} finally {
+  for (const t of targets) for (const p of t.procs) await stop(p);
+  await stop(backend);
+}
+
+const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const haproxyRps = median(rps.get('HAProxy')!);
+const lines = [
+  `${twoHop ? 'Two hops with mTLS' : 'One hop'}, keep-alive ${SMALL_PATH}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
+  '',
+  '| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | p99 ms |',
+  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ...targets.map((t) => {
+    const r = median(rps.get(t.label)!);
+    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuPerRequest.get(t.label)!).toFixed(1)} | ${(median(systemShare.get(t.label)!) * 100).toFixed(0)}% | ${median(p99.get(t.label)!).toFixed(2)} |`;
+  }),
+];
+process.stdout.write(`${lines.join('\n')}\n`);
