@@ -1,19 +1,20 @@
 /**
  * A/B of Meshlet checkouts on the one-hop keep-alive workload, with HAProxy beside them as the yardstick:
- *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] DIR[=LABEL[=NODE_FLAGS]] ...
+ *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] DIR[=LABEL[=NODE_FLAGS]] ...
  * Each DIR is a Meshlet checkout (the current one is `.`; an older one from `git archive`); NODE_FLAGS,
  * comma-separated, go to its `node` (e.g. `.=semi4=--max-semi-space-size=4` runs the same checkout with a flag). Rounds are
  * interleaved and rotated, every target pinned like bench/run.ts (proxies on CPU 1, wrk and nginx on
  * CPU 0). Besides req/s it reports the proxy's CPU time per request (utime + stime from /proc, all of
  * the target's processes, and the share spent in the kernel), which moves less than req/s when other
  * work shares the machine.
- * Prints a markdown table of medians; nothing is written to bench/results.
+ * --large fetches the 1 MiB file instead of the 29-byte one. Prints a markdown table of medians;
+ * nothing is written to bench/results.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { haproxy, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
+import { haproxy, LARGE_PATH, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { wrk } from './lib/wrk.ts';
@@ -25,6 +26,7 @@ const { values: flags, positionals } = parseArgs({
     seconds: { type: 'string', default: '4' },
     connections: { type: 'string', default: '50' },
     'two-hop': { type: 'boolean', default: false },
+    large: { type: 'boolean', default: false },
   },
 });
 if (positionals.length === 0) {
@@ -35,6 +37,7 @@ const rounds = Number(flags.rounds);
 const seconds = Number(flags.seconds);
 const connections = Number(flags.connections);
 const twoHop = flags['two-hop'];
+const path = flags.large ? LARGE_PATH : SMALL_PATH;
 const pinned = cpus().length >= 2;
 const LOAD = pinned ? '0' : undefined;
 const PROXY = pinned ? '1' : undefined;
@@ -83,10 +86,10 @@ const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, hapro
 targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc] });
 
 for (const [i, spec] of positionals.entries()) {
-  const [path, label = spec, ...flagParts] = spec.split('=') as [string, string?, ...string[]];
+  const [dirPath, label = spec, ...flagParts] = spec.split('=') as [string, string?, ...string[]];
   // --expose-gc as the launcher and the image start Meshlet (trimMemory).
   const nodeFlags = ['--expose-gc', ...(flagParts.length > 0 ? flagParts.join('=').split(',') : [])];
-  const root = resolve(path);
+  const root = resolve(dirPath);
   const main = join(root, 'sidecar', 'main.ts');
   const name = `meshlet-${i}`;
   const port = await freePort();
@@ -122,12 +125,12 @@ const cpuPerRequest = new Map<string, number[]>();
 const p99 = new Map<string, number[]>();
 const systemShare = new Map<string, number[]>();
 try {
-  for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections, seconds: 2, cpu: LOAD });
+  for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}${path}`, connections, seconds: 2, cpu: LOAD });
   for (let round = 0; round < rounds; round++) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
     for (const t of order) {
       const before = sumTimes(t.procs);
-      const result = await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections, seconds, cpu: LOAD });
+      const result = await wrk({ url: `http://127.0.0.1:${t.port}${path}`, connections, seconds, cpu: LOAD });
       const after = sumTimes(t.procs);
       const used = after.user - before.user + after.system - before.system;
       (systemShare.get(t.label) ?? systemShare.set(t.label, []).get(t.label)!).push((after.system - before.system) / used);
@@ -135,7 +138,7 @@ try {
       (rps.get(t.label) ?? rps.set(t.label, []).get(t.label)!).push(result.rps);
       (cpuPerRequest.get(t.label) ?? cpuPerRequest.set(t.label, []).get(t.label)!).push((used / result.requests) * 1e6);
       (p99.get(t.label) ?? p99.set(t.label, []).get(t.label)!).push(result.latencyUs.p99 / 1000);
-      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s  ${((used / result.requests) * 1e6).toFixed(1).padStart(6)} µs CPU/req${errors ? `  errors ${errors}` : ''}\n`);
+      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s ${(result.mbps).toFixed(0).padStart(5)} MB/s ${((used / result.requests) * 1e6).toFixed(1).padStart(6)} µs CPU/req${errors ? `  errors ${errors}` : ''}\n`);
     }
   }
 } finally {
@@ -146,7 +149,7 @@ try {
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const haproxyRps = median(rps.get('HAProxy')!);
 const lines = [
-  `${twoHop ? 'Two hops with mTLS' : 'One hop'}, keep-alive ${SMALL_PATH}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
+  `${twoHop ? 'Two hops with mTLS' : 'One hop'}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
   '',
   '| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | p99 ms |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',

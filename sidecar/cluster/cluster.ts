@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type OnReadOpts, type Socket } from 'node:net';
 import type { Picker, PickContext } from '../balancer/types.ts';
 import type { Endpoint } from '../discovery/types.ts';
 import { WirePool } from '../protocols/wire/upstream-pool.ts';
@@ -9,13 +9,16 @@ import { EndpointState } from './endpoint-state.ts';
 export interface ClusterTransport {
   /** `https` when connections are TLS (mTLS to peer sidecars); plain `http` otherwise. */
   readonly scheme: 'http' | 'https';
-  /** Opens a stream to the endpoint (plain TCP, or TLS for mTLS peers) for HTTP/1.1 pools and L4 proxying; `alpn` is offered over TLS (HTTP/2: `h2`). */
-  openSocket(endpoint: Endpoint, alpn?: readonly string[]): Socket;
+  /**
+   * Opens a stream to the endpoint (plain TCP, or TLS for mTLS peers) for HTTP/1.1 pools and L4 proxying;
+   * `alpn` is offered over TLS (HTTP/2: `h2`); `onread` (the HTTP/1.1 pool's) replaces 'data' events.
+   */
+  openSocket(endpoint: Endpoint, alpn?: readonly string[], onread?: OnReadOpts): Socket;
 }
 
 export const PLAINTEXT_TRANSPORT: ClusterTransport = {
   scheme: 'http',
-  openSocket: (endpoint) => netConnect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true }),
+  openSocket: (endpoint, _alpn, onread) => netConnect({ host: endpoint.address, port: endpoint.port, allowHalfOpen: true, noDelay: true, ...(onread ? { onread } : {}) }),
 };
 
 export interface ClusterOptions {
@@ -104,7 +107,7 @@ export class Cluster {
       const transport = this.#transport;
       const endpoint = state.endpoint;
       pool = new WirePool({
-        connect: () => transport.openSocket(endpoint),
+        connect: (onread) => transport.openSocket(endpoint, undefined, onread),
         peer: `${this.name}@${state.key}`,
         connectTimeoutMs: this.#options.connectTimeoutMs,
         idleTimeoutMs: this.#options.poolIdleMs,

@@ -3,6 +3,7 @@
  * trust bundle, and require the peer's SPIFFE ID to be the one expected for the upstream (a valid mesh
  * certificate of another service is not good enough). There is no plaintext fallback.
  */
+import type { OnReadOpts } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { uriSans } from '../../certs/spiffe.ts';
 import type { ClusterTransport } from '../cluster/cluster.ts';
@@ -50,7 +51,7 @@ export function mtlsTransport(options: MtlsTransportOptions): ClusterTransport {
   const sessions = new Map<string, Buffer>();
   return {
     scheme: 'https',
-    openSocket: (endpoint: Endpoint, alpn?: readonly string[]) => {
+    openSocket: (endpoint: Endpoint, alpn?: readonly string[], onread?: OnReadOpts) => {
       const checkServerIdentity = peerIdentityCheck(options.expectedIdentity(endpoint), options.upstream);
       const sessionKey = alpn ? `${endpoint.key}|${alpn.join(',')}` : endpoint.key;
       const session = sessions.get(sessionKey);
@@ -64,6 +65,7 @@ export function mtlsTransport(options: MtlsTransportOptions): ClusterTransport {
         ...(alpn ? { ALPNProtocols: [...alpn] } : {}),
         ...(session ? { session } : {}),
         noDelay: true,
+        ...(onread ? { onread } : {}),
         // Node passes this on to the TLSSocket (a TCP client's half-close must travel); the types omit it.
         allowHalfOpen: true,
       } as ConnectionOptions);

@@ -101,12 +101,16 @@ async function rawServer(onSocket: (socket: Socket, index: number) => void): Pro
   return { port, sockets };
 }
 
-/** A pool to 127.0.0.1:`port` that remembers the sockets it opened. */
-function makePool(port: number, overrides: Partial<WirePoolOptions> = {}): { pool: WirePool; sockets: Socket[] } {
+/**
+ * A pool to 127.0.0.1:`port` that remembers the sockets it opened. Its sockets read through the pool's
+ * shared `onread` buffer, as the cluster transports open them; `readEvents` opens them without it, so
+ * they are read through 'data' events (the other path a `connect` function may take).
+ */
+function makePool(port: number, overrides: Partial<WirePoolOptions> = {}, readEvents = false): { pool: WirePool; sockets: Socket[] } {
   const sockets: Socket[] = [];
   const pool = new WirePool({
-    connect: () => {
-      const socket = netConnect(port, '127.0.0.1');
+    connect: (onread) => {
+      const socket = readEvents ? netConnect(port, '127.0.0.1') : netConnect({ port, host: '127.0.0.1', onread });
       sockets.push(socket);
       return socket;
     },
@@ -630,5 +634,53 @@ describe('WirePool: backpressure and resource use', () => {
     expect(counts()).toEqual(before);
     expect(sockets.length).toBe(1);
     expect(server.connections()).toBe(1);
+  });
+
+  it('keeps two connections apart while both read large bodies through the shared read buffer', async () => {
+    // Each server sends its own byte pattern in many writes, so reads of the two sockets interleave.
+    const SIZE = 4 * 1024 * 1024;
+    const pattern = (seed: number) => {
+      const block = Buffer.alloc(64 * 1024);
+      for (let i = 0; i < block.length; i++) block[i] = (i * 31 + seed) & 0xff;
+      return block;
+    };
+    const server = await rawServer((socket, index) => {
+      socket.once('data', () => {
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${SIZE}\r\n\r\n`);
+        const block = pattern(index);
+        for (let sent = 0; sent < SIZE; sent += block.length) socket.write(block);
+      });
+    });
+    const { pool, sockets } = makePool(server.port);
+    const [a, b] = await Promise.all([pool.request(get('/a')), pool.request(get('/b'))]);
+    const sinkA = new MemorySink();
+    const sinkB = new MemorySink();
+    await Promise.all([a!.body.pipeTo(sinkA), b!.body.pipeTo(sinkB)]);
+    expect(sockets).toHaveLength(2);
+    // Which server socket served which request is up to the accept order: compare against both patterns.
+    const expected = [0, 1].map((seed) => Buffer.concat(Array.from({ length: SIZE / (64 * 1024) }, () => pattern(seed))));
+    const bodies = [Buffer.concat(sinkA.chunks), Buffer.concat(sinkB.chunks)];
+    for (const body of bodies) {
+      expect(body.length).toBe(SIZE);
+      expect(body.equals(expected[0]!) || body.equals(expected[1]!)).toBe(true);
+    }
+    expect(bodies[0]!.equals(bodies[1]!)).toBe(false);
+  });
+
+  it('also reads sockets opened without onread (through their data events), with the same backpressure', async () => {
+    const server = await floodServer();
+    const { pool, sockets } = makePool(server.port, {}, true);
+    const res = await pool.request(get());
+    const sink = new MemorySink();
+    sink.blocked = true;
+    const piping = res.body.pipeTo(sink);
+    const upstream = sockets[0] as Socket;
+    await until(() => upstream.isPaused(), 'the upstream socket to pause');
+    await untilServerStalls(server.sockets[0] as Socket);
+    expect(sink.bytes).toBeLessThan(1024 * 1024);
+    sink.unblock();
+    await piping;
+    expect(sink.bytes).toBe(TOTAL);
+    expect(pool.stats).toEqual({ open: 1, idle: 1, queued: 0 });
   });
 });

@@ -259,6 +259,10 @@ export class WireReply extends EventEmitter {
       if (suffix !== '') ok = socket.write(suffix, 'latin1');
       socket.uncork();
     }
+    // write() answers false for any chunk above the socket's high-water mark (16 KiB), even when the
+    // kernel took every byte at once. Waiting for 'drain' then would pause and resume the upstream
+    // socket for every chunk of a large body: only bytes still queued in the socket are worth a wait.
+    if (!ok && socket.writableLength === 0 && !socket.destroyed) ok = true;
     if (!ok) this.#needDrain = true;
     return ok;
   }

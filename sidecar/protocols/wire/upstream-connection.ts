@@ -162,6 +162,14 @@ export class UpstreamConnection implements BodySource {
     if (this.#request === request) this.#fail(reason, false);
   }
 
+  /**
+   * Bytes read into a shared buffer (the socket's `onread`): parsed now, since the buffer is reused by
+   * the next read of any pooled socket.
+   */
+  received(buffer: Uint8Array, bytes: number): void {
+    this.#onData(Buffer.from(buffer.buffer, buffer.byteOffset, bytes));
+  }
+
   /** BodySource: the response body's consumer is not ready. */
   pauseReading(): void {
     this.#readPaused = true;

@@ -5,7 +5,7 @@
  * One request per connection at a time; idle connections are reused LIFO (the warmest socket first);
  * requests beyond maxConnections wait FIFO.
  */
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
 import type { WireBody } from './response-body.ts';
@@ -14,8 +14,12 @@ import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, Up
 export type { BodySink, WireBody } from './response-body.ts';
 
 export interface WirePoolOptions {
-  /** Opens a new connection to the endpoint: a connecting net.Socket or tls.TLSSocket (mTLS). */
-  readonly connect: () => Socket;
+  /**
+   * Opens a new connection to the endpoint: a connecting net.Socket or tls.TLSSocket (mTLS). It should
+   * pass `onread` to net.connect/tls.connect (reads then land in one shared buffer, with no Buffer and
+   * no 'data' event per read); a socket made without it is read through 'data' events instead.
+   */
+  readonly connect: (onread: OnReadOpts) => Socket;
   /** Names the endpoint in errors, e.g. `backend@127.0.0.1:8080`. */
   readonly peer: string;
   /** Connect (and TLS handshake: 'secureConnect' for a TLSSocket, else 'connect') deadline. */
@@ -51,6 +55,12 @@ export interface WireResponse {
 }
 
 const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
+
+/**
+ * Where every pooled upstream socket reads into. One is enough: a read is parsed to the end inside its
+ * callback, and what outlives it is copied out (llhttp copies body chunks; header fields become strings).
+ */
+const SHARED_READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 function invalidArg(message: string): Error {
   return wireError('UND_ERR_INVALID_ARG', message);
@@ -185,7 +195,7 @@ export class WirePool implements ConnectionOwner {
   readonly connectTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly maxResponseHeadBytes: number;
-  readonly #connect: () => Socket;
+  readonly #connect: (onread: OnReadOpts) => Socket;
   readonly #maxConnections: number;
   readonly #connections = new Set<UpstreamConnection>();
   /** Idle connections, most recently used last (LIFO reuse keeps warm sockets warm and lets cold ones time out). */
@@ -304,13 +314,22 @@ export class WirePool implements ConnectionOwner {
 
   #open(request: PendingRequest): void {
     let socket: Socket;
+    // Reads can only arrive once connected, after the connection object below exists.
+    let connection: UpstreamConnection | null = null;
+    const onread: OnReadOpts = { buffer: SHARED_READ_BUFFER, callback: (bytes: number, buffer: Uint8Array) => {
+        connection?.received(buffer, bytes);
+        // Backpressure pauses the socket itself (pauseReading): never stop reading from here.
+        return true;
+      },
+    };
     try {
-      socket = this.#connect();
+      socket = this.#connect(onread);
     } catch (err) {
       request.reject(wireError((err as { code?: string }).code ?? 'UND_ERR_SOCKET', `cannot open a connection to ${this.peer}: ${(err as Error).message}`, err));
       return;
     }
-    this.#connections.add(new UpstreamConnection(this, socket, request));
+    connection = new UpstreamConnection(this, socket, request);
+    this.#connections.add(connection);
   }
 
   #rejectQueued(err: Error): void {
