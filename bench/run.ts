@@ -322,7 +322,11 @@ async function main(): Promise<void> {
   }
   log('all processes listening');
 
-  // Idle RSS before any traffic: what a sidecar costs just by being there.
+  // Idle RSS before any traffic: what a sidecar costs just by being there, once started. Read after the
+  // processes settle (as bench/memory/idle.ts does), not in the middle of a start: Meshlet's trimMemory
+  // runs 1 s after start, and whether the read came before or after it depended on how long the
+  // other processes took to listen (95 vs 78 MiB in two runs of the same code).
+  await new Promise((resolve) => setTimeout(resolve, 2500));
   const rssIdle: Record<string, number | undefined> = {
     haproxy: rssBytes(haproxyProc.pid),
     nginx: rssBytes(nginxProc.pid),

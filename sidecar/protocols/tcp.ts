@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { forwardBytes } from './byte-pipe.ts';
 
 export interface TcpProxyOptions {
   readonly cluster: Cluster;
@@ -97,9 +98,9 @@ export function createTcpProxy(options: TcpProxyOptions): (client: Socket) => vo
       client.setTimeout(options.idleTimeoutMs, idle);
       upstream.setTimeout(options.idleTimeoutMs, idle);
     }
-    // pipe() ends the destination when the source ends: that forwards a half-close as a FIN.
-    client.pipe(upstream);
-    upstream.pipe(client);
+    // Each direction ends its destination when its source ends: that forwards a half-close as a FIN.
+    forwardBytes(client, upstream);
+    forwardBytes(upstream, client);
     let closed = 0;
     const onClose = (other: Socket) => (hadError: boolean) => {
       // A reset on one side resets the other: there is no way to deliver the rest. A side closed without

@@ -84,6 +84,36 @@ describe('TCP upstreams', () => {
     socket.destroy();
   });
 
+  it('stops reading the upstream while the client does not read, then delivers every byte', async () => {
+    const TOTAL = 64 * 1024 * 1024;
+    let upstreamSocket: Socket | undefined;
+    const flood = createServer((socket) => {
+      upstreamSocket = socket;
+      socket.on('error', () => {});
+      socket.end(Buffer.alloc(TOTAL, 0x62));
+    });
+    await new Promise<void>((resolve) => flood.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => closeServer(flood));
+    const sidecar = await tcpSidecar([{ address: '127.0.0.1', port: (flood.address() as { port: number }).port }]);
+    const client = connect({ port: sidecar.ports.upstreams.db!, host: '127.0.0.1' });
+    client.pause();
+    await eventually('the upstream connection', () => upstreamSocket !== undefined);
+    // The client reads nothing: the sidecar must stop reading too, so most bytes stay with the upstream
+    // (a proxy without backpressure would have read all 64 MiB into its memory by now).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const backlog = upstreamSocket!.writableLength;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(backlog).toBeGreaterThan(TOTAL / 2);
+    expect(upstreamSocket!.writableLength).toBe(backlog);
+    let received = 0;
+    const ended = new Promise<void>((resolve) => client.once('end', () => resolve()));
+    client.on('data', (c: Buffer) => (received += c.length));
+    client.resume();
+    await ended;
+    expect(received).toBe(TOTAL);
+    client.destroy();
+  });
+
   it('tries another endpoint when the first refuses, and releases connections when done', async () => {
     const echo = await startEchoOnEnd();
     cleanup.push(() => closeServer(echo.server));
