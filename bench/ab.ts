@@ -1,13 +1,14 @@
 /**
  * A/B of Meshlet checkouts on the one-hop keep-alive workload, with HAProxy beside them as the yardstick:
- *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] DIR[=LABEL[=NODE_FLAGS]] ...
+ *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] DIR[=LABEL[=NODE_FLAGS]] ...
  * Each DIR is a Meshlet checkout (the current one is `.`; an older one from `git archive`); NODE_FLAGS,
  * comma-separated, go to its `node` (e.g. `.=semi4=--max-semi-space-size=4` runs the same checkout with a flag). Rounds are
  * interleaved and rotated, every target pinned like bench/run.ts (proxies on CPU 1, wrk and nginx on
  * CPU 0). Besides req/s it reports the proxy's CPU time per request (utime + stime from /proc, all of
  * the target's processes, and the share spent in the kernel), which moves less than req/s when other
  * work shares the machine.
- * --large fetches the 1 MiB file instead of the 29-byte one. Prints a markdown table of medians;
+ * --large fetches the 1 MiB file instead of the 29-byte one; --tcp fetches it through L4 byte pipes
+ * (HAProxy `mode tcp`, a Meshlet `protocol: tcp` upstream). Prints a markdown table of medians;
  * nothing is written to bench/results.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -27,6 +28,7 @@ const { values: flags, positionals } = parseArgs({
     connections: { type: 'string', default: '50' },
     'two-hop': { type: 'boolean', default: false },
     large: { type: 'boolean', default: false },
+    tcp: { type: 'boolean', default: false },
   },
 });
 if (positionals.length === 0) {
@@ -37,7 +39,8 @@ const rounds = Number(flags.rounds);
 const seconds = Number(flags.seconds);
 const connections = Number(flags.connections);
 const twoHop = flags['two-hop'];
-const path = flags.large ? LARGE_PATH : SMALL_PATH;
+const tcp = flags.tcp;
+const path = flags.large || tcp ? LARGE_PATH : SMALL_PATH;
 const pinned = cpus().length >= 2;
 const LOAD = pinned ? '0' : undefined;
 const PROXY = pinned ? '1' : undefined;
@@ -81,8 +84,10 @@ const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBac
 await waitForPort(backendPort, 'backend');
 const targets: Target[] = [];
 
-const haproxyPort = await freePort();
-const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyPort, await freePort(), backendPort)], join(dir, 'haproxy.log'));
+const haproxyHttpPort = await freePort();
+const haproxyTcpPort = await freePort();
+const haproxyPort = tcp ? haproxyTcpPort : haproxyHttpPort;
+const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort)], join(dir, 'haproxy.log'));
 targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc] });
 
 for (const [i, spec] of positionals.entries()) {
@@ -112,7 +117,7 @@ for (const [i, spec] of positionals.entries()) {
     });
     procs.push(start(`${name}-out`, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', outbound], join(dir, `${name}-out.log`)));
   } else {
-    const config = meshletConfig(dir, name, { ...base, inbound: { address: '127.0.0.1', port: await freePort() }, upstreams: [{ name: 'backend', port, endpoints: [{ address: '127.0.0.1', port: backendPort }] }] });
+    const config = meshletConfig(dir, name, { ...base, inbound: { address: '127.0.0.1', port: await freePort() }, upstreams: [{ name: 'backend', port, ...(tcp ? { protocol: 'tcp' } : {}), endpoints: [{ address: '127.0.0.1', port: backendPort }] }] });
     procs.push(start(name, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', config], join(dir, `${name}.log`)));
   }
   await waitForPort(port, label);
@@ -149,7 +154,7 @@ try {
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const haproxyRps = median(rps.get('HAProxy')!);
 const lines = [
-  `${twoHop ? 'Two hops with mTLS' : 'One hop'}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
+  `${twoHop ? 'Two hops with mTLS' : 'One hop'}${tcp ? ' through L4 (tcp)' : ''}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
   '',
   '| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | p99 ms |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',

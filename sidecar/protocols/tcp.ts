@@ -6,7 +6,6 @@ import type { Socket } from 'node:net';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { forwardBytes } from './byte-pipe.ts';
 
 export interface TcpProxyOptions {
   readonly cluster: Cluster;
@@ -98,9 +97,11 @@ export function createTcpProxy(options: TcpProxyOptions): (client: Socket) => vo
       client.setTimeout(options.idleTimeoutMs, idle);
       upstream.setTimeout(options.idleTimeoutMs, idle);
     }
-    // Each direction ends its destination when its source ends: that forwards a half-close as a FIN.
-    forwardBytes(client, upstream);
-    forwardBytes(upstream, client);
+    // pipe() ends the destination when the source ends: that forwards a half-close as a FIN. A pipe that
+    // pauses only while bytes are really queued (pipe() also pauses when a 64 KiB chunk merely exceeds
+    // the 16 KiB high-water mark) was tried and measured no faster (bench/ab.ts --tcp: 407 vs 411 req/s).
+    client.pipe(upstream);
+    upstream.pipe(client);
     let closed = 0;
     const onClose = (other: Socket) => (hadError: boolean) => {
       // A reset on one side resets the other: there is no way to deliver the rest. A side closed without
