@@ -187,8 +187,12 @@ async function main(): Promise<void> {
     admin: { port: port.meshletAdmin },
     upstreams: [upstream('backend', port.meshlet, port.backend), upstream('backend-tcp', port.meshletTcp, port.backend, 'tcp')],
   });
-  // A first start fills the compile cache, as any earlier run of this version would have.
-  await run(node, [meshletMain, 'validate', '--config', oneHop]);
+  // A first start fills the compile cache, as any earlier run of this version would have. A whole
+  // sidecar start, not a `validate`: that loads only the config modules, and the first run after a
+  // code change then counted the TypeScript transform (~15 MiB it never gives back) as idle RSS.
+  const warmUp = launch('meshlet-warm-up', PROXY_CPU, node, meshletArgs(oneHop));
+  await waitForPort(port.meshlet, 'meshlet (compile cache warm-up)');
+  await stop(warmUp);
   const meshletProc = launch('meshlet', PROXY_CPU, node, meshletArgs(oneHop, 'meshlet-one-hop'));
   // With the `workers` setting: the same one hop served by one process per core, on every CPU (so it
   // shares CPU 0 with the load generator and the backend: a fair picture of a 2-core box, not a pinned one).
