@@ -243,6 +243,10 @@ async function main(): Promise<void> {
     upstreams: [upstream('backend', port.hopA, port.hopB)],
     ...security,
   });
+  // The same warm-up for what only mTLS sidecars load (credentials, the CA client).
+  const warmUpMtls = launch('meshlet-warm-up-mtls', PROXY_CPU, node, meshletArgs(hopB));
+  await waitForPort(port.hopB, 'meshlet mTLS (compile cache warm-up)');
+  await stop(warmUpMtls);
   const hopBProc = launch('meshlet-hop-b', PROXY_CPU, node, meshletArgs(hopB));
   const hopAProc = launch('meshlet-hop-a', PROXY_CPU, node, meshletArgs(hopA));
   const pair = haproxyTlsPair(workDir, certs, port.tlsOut, port.tlsIn, port.backend);
