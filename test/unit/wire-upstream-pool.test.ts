@@ -641,6 +641,23 @@ describe('WirePool: backpressure and resource use', () => {
     expect(server.connections()).toBe(1);
   });
 
+  it('keeps a small body that arrives before anyone reads it without pausing the socket', async () => {
+    const server = await httpServer((_req, res) => res.end('hello'));
+    const { pool, sockets } = makePool(server.port);
+    let pauses = 0;
+    const pending = pool.request(get());
+    // The socket exists as soon as the request is dispatched; count every pause from then on.
+    const socket = sockets[0] as Socket;
+    const pause = socket.pause.bind(socket);
+    socket.pause = () => {
+      pauses++;
+      return pause();
+    };
+    const res = await pending;
+    expect(await readBody(res.body)).toBe('hello');
+    expect(pauses).toBe(0);
+  });
+
   it('keeps two connections apart while both read large bodies through the shared read buffer', async () => {
     // Each server sends its own byte pattern in many writes, so reads of the two sockets interleave.
     const SIZE = 4 * 1024 * 1024;

@@ -23,6 +23,9 @@ export interface BodySource {
   abandon(err: Error): void;
 }
 
+/** Bytes kept for a body nobody consumes yet before the connection stops reading the socket. */
+const UNCONSUMED_LIMIT_BYTES = 64 * 1024;
+
 function destroyedError(): Error {
   return Object.assign(new Error('response body destroyed before it was read to the end'), { code: 'UND_ERR_ABORTED' });
 }
@@ -32,6 +35,7 @@ export class WireBody extends EventEmitter {
   #source: BodySource | null;
   /** Chunks received while nobody consumed or the sink asked to wait. */
   #pending: Buffer[] = [];
+  #pendingBytes = 0;
   #sink: BodySink | null = null;
   #discarding = false;
   #waitingForDrain = false;
@@ -80,6 +84,7 @@ export class WireBody extends EventEmitter {
     if (this.#closed || this.#sink) return this;
     this.#discarding = true;
     this.#pending = [];
+    this.#pendingBytes = 0;
     if (this.#upstreamDone) this.#close();
     else this.#source?.resumeReading();
     return this;
@@ -92,6 +97,7 @@ export class WireBody extends EventEmitter {
     const source = this.#source;
     this.#source = null;
     this.#pending = [];
+    this.#pendingBytes = 0;
     if (!this.#upstreamDone) source?.abandon(reason);
     this.#settleWithError(reason);
     return this;
@@ -105,7 +111,10 @@ export class WireBody extends EventEmitter {
       return;
     }
     this.#pending.push(chunk);
-    this.#source?.pauseReading();
+    this.#pendingBytes += chunk.length;
+    // Before anyone consumes (the response head is still on its way through the layers), a small body
+    // is simply kept: pausing and resuming the socket for it cost a stop, a start and a tick per request.
+    if (this.#sink || this.#pendingBytes >= UNCONSUMED_LIMIT_BYTES) this.#source?.pauseReading();
   }
 
   /** Called by the connection when the upstream message is complete; the connection may be reused from now on. */
@@ -123,6 +132,7 @@ export class WireBody extends EventEmitter {
     if (this.#closed) return;
     this.#source = null;
     this.#pending = [];
+    this.#pendingBytes = 0;
     this.#settleWithError(err);
   }
 
@@ -132,6 +142,7 @@ export class WireBody extends EventEmitter {
     if (!sink || this.#closed) return;
     while (this.#pending.length > 0) {
       const chunk = this.#pending.shift() as Buffer;
+      this.#pendingBytes -= chunk.length;
       if (!this.#write(chunk)) {
         if (!this.#closed) this.#waitForDrain();
         return;

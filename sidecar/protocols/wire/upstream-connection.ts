@@ -178,8 +178,9 @@ export class UpstreamConnection implements BodySource {
 
   /** BodySource: the consumer is ready; silence counts toward the body idle timeout again from now. */
   resumeReading(): void {
-    this.#readPaused = false;
     this.#bodyTimer?.refresh();
+    if (!this.#readPaused) return; // resume() on a flowing socket still costs a tick
+    this.#readPaused = false;
     this.#socket.resume();
   }
 
