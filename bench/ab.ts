@@ -16,7 +16,7 @@ import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { haproxy, LARGE_PATH, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
-import { freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { wrk } from './lib/wrk.ts';
 
@@ -47,17 +47,6 @@ const PROXY = pinned ? '1' : undefined;
 const dir = join(import.meta.dirname, 'results', 'tmp', `ab-${Date.now()}`);
 mkdirSync(dir, { recursive: true });
 
-/** Clock ticks per second for /proc/PID/stat times (100 on every Linux this runs on). */
-const CLK_TCK = 100;
-
-/** User and system CPU seconds of a process so far. */
-function cpuTimes(pid: number): { user: number; system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
-}
-
 function sumTimes(procs: readonly Proc[]): { user: number; system: number } {
   const total = { user: 0, system: 0 };
   for (const p of procs) {
@@ -68,10 +57,23 @@ function sumTimes(procs: readonly Proc[]): { user: number; system: number } {
   return total;
 }
 
+/** Per-round figures of one target; the report takes their medians. */
+interface Samples {
+  readonly rps: number[];
+  readonly cpuUsPerRequest: number[];
+  readonly systemShare: number[];
+  readonly p99Ms: number[];
+}
+
 interface Target {
   readonly label: string;
   readonly port: number;
   readonly procs: Proc[];
+  readonly samples: Samples;
+}
+
+function newSamples(): Samples {
+  return { rps: [], cpuUsPerRequest: [], systemShare: [], p99Ms: [] };
 }
 
 process.on('SIGINT', () => {
@@ -88,7 +90,7 @@ const haproxyHttpPort = await freePort();
 const haproxyTcpPort = await freePort();
 const haproxyPort = tcp ? haproxyTcpPort : haproxyHttpPort;
 const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort)], join(dir, 'haproxy.log'));
-targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc] });
+targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc], samples: newSamples() });
 
 for (const [i, spec] of positionals.entries()) {
   const [dirPath, label = spec, ...flagParts] = spec.split('=') as [string, string?, ...string[]];
@@ -121,14 +123,10 @@ for (const [i, spec] of positionals.entries()) {
     procs.push(start(name, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', config], join(dir, `${name}.log`)));
   }
   await waitForPort(port, label);
-  targets.push({ label, port, procs });
+  targets.push({ label, port, procs, samples: newSamples() });
 }
 await waitForPort(haproxyPort, 'haproxy');
 
-const rps = new Map<string, number[]>();
-const cpuPerRequest = new Map<string, number[]>();
-const p99 = new Map<string, number[]>();
-const systemShare = new Map<string, number[]>();
 try {
   for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}${path}`, connections, seconds: 2, cpu: LOAD });
   for (let round = 0; round < rounds; round++) {
@@ -138,12 +136,13 @@ try {
       const result = await wrk({ url: `http://127.0.0.1:${t.port}${path}`, connections, seconds, cpu: LOAD });
       const after = sumTimes(t.procs);
       const used = after.user - before.user + after.system - before.system;
-      (systemShare.get(t.label) ?? systemShare.set(t.label, []).get(t.label)!).push((after.system - before.system) / used);
+      const cpuUs = (used / result.requests) * 1e6;
+      t.samples.rps.push(result.rps);
+      t.samples.cpuUsPerRequest.push(cpuUs);
+      t.samples.systemShare.push((after.system - before.system) / used);
+      t.samples.p99Ms.push(result.latencyUs.p99 / 1000);
       const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
-      (rps.get(t.label) ?? rps.set(t.label, []).get(t.label)!).push(result.rps);
-      (cpuPerRequest.get(t.label) ?? cpuPerRequest.set(t.label, []).get(t.label)!).push((used / result.requests) * 1e6);
-      (p99.get(t.label) ?? p99.set(t.label, []).get(t.label)!).push(result.latencyUs.p99 / 1000);
-      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s ${(result.mbps).toFixed(0).padStart(5)} MB/s ${((used / result.requests) * 1e6).toFixed(1).padStart(6)} µs CPU/req${errors ? `  errors ${errors}` : ''}\n`);
+      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.mbps.toFixed(0).padStart(5)} MB/s ${cpuUs.toFixed(1).padStart(6)} µs CPU/req${errors ? `  errors ${errors}` : ''}\n`);
     }
   }
 } finally {
@@ -152,15 +151,16 @@ try {
 }
 
 const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-const haproxyRps = median(rps.get('HAProxy')!);
+const haproxyRps = median(targets[0]!.samples.rps);
 const lines = [
   `${twoHop ? 'Two hops with mTLS' : 'One hop'}${tcp ? ' through L4 (tcp)' : ''}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
   '',
   '| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | p99 ms |',
   '| --- | ---: | ---: | ---: | ---: | ---: |',
   ...targets.map((t) => {
-    const r = median(rps.get(t.label)!);
-    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuPerRequest.get(t.label)!).toFixed(1)} | ${(median(systemShare.get(t.label)!) * 100).toFixed(0)}% | ${median(p99.get(t.label)!).toFixed(2)} |`;
+    const { rps, cpuUsPerRequest, systemShare, p99Ms } = t.samples;
+    const r = median(rps);
+    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuUsPerRequest).toFixed(1)} | ${(median(systemShare) * 100).toFixed(0)}% | ${median(p99Ms).toFixed(2)} |`;
   }),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -61,6 +61,17 @@ export function rssBytes(pid: number): number | undefined {
   }
 }
 
+/** Clock ticks per second for /proc/PID/stat times (100 on every Linux this runs on). */
+const CLK_TCK = 100;
+
+/** User and system CPU seconds a process has used so far (Linux /proc). */
+export function cpuTimes(pid: number): { user: number; system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+}
+
 /** Direct children of a process, from the children file of each of its /proc tasks (Linux). */
 function childPids(pid: number): number[] {
   const out: number[] = [];

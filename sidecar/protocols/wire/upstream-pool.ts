@@ -316,7 +316,9 @@ export class WirePool implements ConnectionOwner {
     let socket: Socket;
     // Reads can only arrive once connected, after the connection object below exists.
     let connection: UpstreamConnection | null = null;
-    const onread: OnReadOpts = { buffer: SHARED_READ_BUFFER, callback: (bytes: number, buffer: Uint8Array) => {
+    const onread: OnReadOpts = {
+      buffer: SHARED_READ_BUFFER,
+      callback: (bytes: number, buffer: Uint8Array) => {
         connection?.received(buffer, bytes);
         // Backpressure pauses the socket itself (pauseReading): never stop reading from here.
         return true;
