@@ -4,7 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { HeaderMap } from './headers.ts';
-import type { WireBody } from './wire/response-body.ts';
+import { WireBody } from './wire/response-body.ts';
 
 /**
  * What layers and observers may read of the client's request: node:http's IncomingMessage, an
@@ -78,4 +78,13 @@ export function composeLayers(layers: readonly ForwardLayer[], innermost: Forwar
   let forward = innermost;
   for (let i = layers.length - 1; i >= 0; i--) forward = layers[i]!(forward);
   return forward;
+}
+
+/**
+ * Calls `callback` once when a response body is done (ended, failed or destroyed). Layers use it to
+ * release what an attempt holds; a pooled HTTP/1.1 body takes the callback directly.
+ */
+export function whenBodyCloses(body: Readable | WireBody, callback: () => void): void {
+  if (body instanceof WireBody) body.onClose(callback);
+  else body.once('close', callback);
 }

@@ -6,7 +6,7 @@
  * The same limits cap concurrent retries (the retry layer asks before each retry).
  */
 import { meshError } from '../errors.ts';
-import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import { whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { CircuitBreakerConfig } from './circuit-breaker-config.ts';
 
@@ -99,28 +99,39 @@ export interface CircuitBreakerDeps {
 /** Builds the breaker layer around `next`, enforcing `limits` (built from the upstream's config). */
 export function createCircuitBreaker(limits: ConcurrencyLimits, next: Forward, deps: CircuitBreakerDeps): Forward {
   const { upstream, events } = deps;
-  return async function breaker(x: ProxyExchange): Promise<UpstreamResponse> {
-    if (limits.overRequestLimit()) {
-      events.emit('breakerRejected', { upstream, reason: 'circuit_open' });
-      throw meshError('CIRCUIT_OPEN', `upstream "${upstream}" has ${limits.onWire + limits.pending} requests in flight, its maxRequests limit`);
-    }
-    const waiting = limits.acquire(x.signal, upstream);
-    if (waiting) {
-      try {
-        await waiting;
-      } catch (err) {
-        if (!x.signal.aborted) events.emit('breakerRejected', { upstream, reason: 'overflow' });
-        throw err;
-      }
-    }
-    let response: UpstreamResponse;
+  // Shared by every attempt: no closure per request on the common path (a slot free at once).
+  const holdUntilBodyEnds = (response: UpstreamResponse): UpstreamResponse => {
+    whenBodyCloses(response.body, () => limits.release());
+    return response;
+  };
+  const releaseOnFailure = (err: unknown): never => {
+    limits.release();
+    throw err;
+  };
+  const forwardHoldingSlot = (x: ProxyExchange): Promise<UpstreamResponse> => {
+    let attempt: Promise<UpstreamResponse>;
     try {
-      response = await next(x);
+      attempt = next(x);
     } catch (err) {
-      limits.release();
+      attempt = Promise.reject(err as Error);
+    }
+    return attempt.then(holdUntilBodyEnds, releaseOnFailure);
+  };
+  async function afterWaiting(x: ProxyExchange, waiting: Promise<void>): Promise<UpstreamResponse> {
+    try {
+      await waiting;
+    } catch (err) {
+      if (!x.signal.aborted) events.emit('breakerRejected', { upstream, reason: 'overflow' });
       throw err;
     }
-    response.body.once('close', () => limits.release());
-    return response;
+    return forwardHoldingSlot(x);
+  }
+  return function breaker(x: ProxyExchange): Promise<UpstreamResponse> {
+    if (limits.overRequestLimit()) {
+      events.emit('breakerRejected', { upstream, reason: 'circuit_open' });
+      return Promise.reject(meshError('CIRCUIT_OPEN', `upstream "${upstream}" has ${limits.onWire + limits.pending} requests in flight, its maxRequests limit`));
+    }
+    const waiting = limits.acquire(x.signal, upstream);
+    return waiting ? afterWaiting(x, waiting) : forwardHoldingSlot(x);
   };
 }

@@ -40,18 +40,26 @@ export function createOutlierDetection(detector: OutlierDetector, next: Forward,
     timers.add(timer);
   }
 
-  return async function outlierWatch(x: ProxyExchange): Promise<UpstreamResponse> {
+  const judgeResponse = (response: UpstreamResponse): UpstreamResponse => {
+    if (response.statusCode >= 500) failed(response.endpoint);
+    else detector.success(response.endpoint);
+    return response;
+  };
+
+  // A promise chain rather than an async function: one fewer frame and promise per attempt.
+  return function outlierWatch(x: ProxyExchange): Promise<UpstreamResponse> {
     const triedBefore = x.tried.length;
+    let attempt: Promise<UpstreamResponse>;
     try {
-      const response = await next(x);
-      if (response.statusCode >= 500) failed(response.endpoint);
-      else detector.success(response.endpoint);
-      return response;
+      attempt = next(x);
     } catch (err) {
+      attempt = Promise.reject(err as Error);
+    }
+    return attempt.then(judgeResponse, (err: unknown) => {
       const upstreamFault = isMeshError(err, 'UPSTREAM_CONNECT') || isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT');
       // Only when this attempt reached an endpoint, and not because our own client went away.
       if (upstreamFault && x.tried.length > triedBefore && !x.signal.aborted) failed(x.tried[x.tried.length - 1]!);
       throw err;
-    }
+    });
   };
 }

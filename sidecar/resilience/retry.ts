@@ -107,13 +107,21 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
  * One attempt with its own abort signal: aborted by the client, by the per-try timeout, or by the
  * request deadline. The attempt sees a shallow copy of the exchange carrying that signal.
  */
-async function attemptOnce(x: ProxyExchange, next: Forward, perTryMs: number, deadline: number, attempt: number): Promise<UpstreamResponse> {
+function attemptOnce(x: ProxyExchange, next: Forward, perTryMs: number, deadline: number, attempt: number): Promise<UpstreamResponse> {
   // The innermost forward already enforces the request timeout from its start, which for a first
-  // attempt is the deadline: skip the signal plumbing on the common path.
-  if (attempt === 1 && perTryMs === 0) return next(x);
-  const remaining = deadline - performance.now();
+  // attempt is the deadline: skip the signal plumbing (and an async frame) on the common path.
+  const remaining = attempt === 1 && perTryMs === 0 ? Infinity : deadline - performance.now();
   const limitMs = perTryMs > 0 ? Math.min(perTryMs, remaining) : remaining;
-  if (!Number.isFinite(limitMs)) return next(x);
+  if (Number.isFinite(limitMs)) return attemptWithDeadline(x, next, perTryMs, limitMs, attempt);
+  try {
+    return next(x);
+  } catch (err) {
+    // A layer that throws instead of rejecting still fails only this attempt, as in an async function.
+    return Promise.reject(err as Error);
+  }
+}
+
+async function attemptWithDeadline(x: ProxyExchange, next: Forward, perTryMs: number, limitMs: number, attempt: number): Promise<UpstreamResponse> {
   const controller = new AbortController();
   const timer = setTimeout(() => {
     const what = limitMs === perTryMs ? `per-try timeout of ${perTryMs} ms` : 'request timeout';

@@ -28,7 +28,7 @@ import {
 import type { TLSSocket } from 'node:tls';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
-import type { ExchangeObserver, ExchangeOutcome, ForwardLayer, ProxyExchange } from '../protocols/exchange.ts';
+import { whenBodyCloses, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from '../protocols/exchange.ts';
 import type { UpstreamLayerContext } from '../sidecar.ts';
 import type { TracingConfig } from './config.ts';
 import { BoundedBatchProcessor, type ExportCounters } from './export.ts';
@@ -146,7 +146,7 @@ export class MeshTracing {
           span.setAttribute(ATTR_ERROR_TYPE, String(response.statusCode));
           span.setStatus({ code: SpanStatusCode.ERROR });
         }
-        response.body.once('close', () => this.#endAttempt(x, span));
+        whenBodyCloses(response.body, () => this.#endAttempt(x, span));
       }
       return response;
     };

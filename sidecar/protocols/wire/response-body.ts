@@ -47,6 +47,8 @@ export class WireBody extends EventEmitter {
   #trailers: Record<string, string> | undefined;
   #resolve: (() => void) | null = null;
   #reject: ((err: Error) => void) | null = null;
+  /** Callbacks for the end of the body (onClose): a slot per layer that cares, without an EventEmitter listener each. */
+  #onClose: Array<() => void> | null = null;
 
   constructor(source: BodySource) {
     super();
@@ -77,6 +79,20 @@ export class WireBody extends EventEmitter {
       this.#sink = dst;
       this.#flush();
     });
+  }
+
+  /**
+   * Calls `callback` once, when the body ended, failed or was destroyed (right away if it already
+   * has), before the 'close' event. What the layers use per request instead of `once('close')`, which
+   * wraps and stores a listener on every response.
+   */
+  onClose(callback: () => void): void {
+    if (this.#closed) {
+      callback();
+      return;
+    }
+    if (this.#onClose === null) this.#onClose = [callback];
+    else this.#onClose.push(callback);
   }
 
   /** Discards the rest of the body (the connection is reused if it then completes cleanly). */
@@ -197,6 +213,10 @@ export class WireBody extends EventEmitter {
   #close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.emit('close');
+    const callbacks = this.#onClose;
+    this.#onClose = null;
+    if (callbacks !== null) for (let i = 0; i < callbacks.length; i++) callbacks[i]!();
+    // Listeners are rare (the HTTP/2 path's streams are Readables): skip emit's work when there are none.
+    if (this.listenerCount('close') > 0) this.emit('close');
   }
 }
