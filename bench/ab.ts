@@ -1,6 +1,6 @@
 /**
  * A/B of Meshlet checkouts on the one-hop keep-alive workload, with HAProxy beside them as the yardstick:
- *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] DIR[=LABEL[=NODE_FLAGS]] ...
+ *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] [--floor] DIR[=LABEL[=NODE_FLAGS]] ...
  * Each DIR is a Meshlet checkout (the current one is `.`; an older one from `git archive`); NODE_FLAGS,
  * comma-separated, go to its `node` (e.g. `.=semi4=--max-semi-space-size=4` runs the same checkout with a flag). Rounds are
  * interleaved and rotated, every target pinned like bench/run.ts (proxies on CPU 1, wrk and nginx on
@@ -8,7 +8,8 @@
  * the target's processes, and the share spent in the kernel), which moves less than req/s when other
  * work shares the machine.
  * --large fetches the 1 MiB file instead of the 29-byte one; --tcp fetches it through L4 byte pipes
- * (HAProxy `mode tcp`, a Meshlet `protocol: tcp` upstream). Prints a markdown table of medians;
+ * (HAProxy `mode tcp`, a Meshlet `protocol: tcp` upstream). --floor adds bench/floor-proxy.js (the least
+ * JavaScript a Node proxy can run per request) beside HAProxy, one hop only. Prints a markdown table of medians;
  * nothing is written to bench/results.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -29,10 +30,11 @@ const { values: flags, positionals } = parseArgs({
     'two-hop': { type: 'boolean', default: false },
     large: { type: 'boolean', default: false },
     tcp: { type: 'boolean', default: false },
+    floor: { type: 'boolean', default: false },
   },
 });
 if (positionals.length === 0) {
-  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] DIR[=LABEL[=NODE_FLAGS]] ...\n');
+  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] [--large] [--tcp] [--floor] DIR[=LABEL[=NODE_FLAGS]] ...\n');
   process.exit(2);
 }
 const rounds = Number(flags.rounds);
@@ -91,6 +93,12 @@ const haproxyTcpPort = await freePort();
 const haproxyPort = tcp ? haproxyTcpPort : haproxyHttpPort;
 const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort)], join(dir, 'haproxy.log'));
 targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc], samples: newSamples() });
+if (flags.floor && !twoHop && !tcp) {
+  const floorPort = await freePort();
+  const floorProc = start('floor', PROXY, process.execPath, [join(import.meta.dirname, 'floor-proxy.js'), String(floorPort), String(backendPort)], join(dir, 'floor.log'));
+  await waitForPort(floorPort, 'floor proxy');
+  targets.push({ label: 'Node floor (bench/floor-proxy.js)', port: floorPort, procs: [floorProc], samples: newSamples() });
+}
 
 for (const [i, spec] of positionals.entries()) {
   const [dirPath, label = spec, ...flagParts] = spec.split('=') as [string, string?, ...string[]];

@@ -129,6 +129,7 @@ async function main(): Promise<void> {
     haproxyTcp: await freePort(),
     nginx: await freePort(),
     httpProxy: await freePort(),
+    floor: await freePort(),
     meshlet: await freePort(),
     meshletTcp: await freePort(),
     meshletInbound: await freePort(),
@@ -175,6 +176,8 @@ async function main(): Promise<void> {
   const haproxyProc = launch('haproxy', PROXY_CPU, 'haproxy', ['-db', '-f', haproxy(workDir, port.haproxy, port.haproxyTcp, port.backend, wantH2 ? { port: port.haproxyH2, backend: port.backendH2 } : undefined)]);
   const nginxProc = launch('nginx-proxy', PROXY_CPU, 'nginx', ['-p', workDir, '-c', nginxProxy(workDir, port.nginx, port.backend)]);
   const httpProxyProc = launch('http-proxy', PROXY_CPU, node, [join(ROOT, 'bench', 'node-proxy.js'), String(port.httpProxy), `http://127.0.0.1:${port.backend}`]);
+  // The least JavaScript a Node proxy can run per request: how much of the gap to HAProxy is Node's own.
+  const floorProc = launch('node-floor', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floor), String(port.backend)]);
   const upstream = (name: string, listen: number, target: number, protocol: 'http' | 'http2' | 'tcp' = 'http') => ({
     name,
     port: listen,
@@ -306,6 +309,7 @@ async function main(): Promise<void> {
     [port.haproxyTcp, 'haproxy tcp'],
     [port.nginx, 'nginx proxy'],
     [port.httpProxy, 'http-proxy'],
+    [port.floor, 'node floor proxy'],
     [port.meshlet, 'meshlet'],
     [port.meshletTcp, 'meshlet tcp'],
     ...(workersProc ? ([[port.meshletWorkers, 'meshlet workers']] as const) : []),
@@ -339,6 +343,7 @@ async function main(): Promise<void> {
     haproxy: rssBytes(haproxyProc.pid),
     nginx: rssBytes(nginxProc.pid),
     'http-proxy': rssBytes(httpProxyProc.pid),
+    'node-floor': rssBytes(floorProc.pid),
     meshlet: rssBytes(meshletProc.pid),
     ...(workersProc ? { 'meshlet-workers': rssTreeBytes(workersProc.pid) } : {}),
     ...(compareProc ? { 'meshlet-compare': rssBytes(compareProc.pid) } : {}),
@@ -352,6 +357,7 @@ async function main(): Promise<void> {
     { id: 'haproxy', label: 'HAProxy', port: port.haproxy },
     { id: 'nginx', label: 'nginx proxy', port: port.nginx },
     { id: 'http-proxy', label: 'http-proxy (Node)', port: port.httpProxy },
+    { id: 'node-floor', label: 'Node floor (bench/floor-proxy.js, no features)', port: port.floor },
     { id: 'meshlet', label: 'Meshlet one hop', port: port.meshlet },
     ...(compareProc ? [{ id: 'meshlet-compare', label: `Meshlet one hop (${compareLabel ?? compareDir})`, port: port.compare }] : []),
     ...(workersProc ? [{ id: 'meshlet-workers', label: `Meshlet one hop, workers: auto (${coreCount}), unpinned`, port: port.meshletWorkers }] : []),

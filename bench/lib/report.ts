@@ -198,6 +198,15 @@ export function renderMarkdown(report: BenchReport): string {
   );
   lines.push('## Targets', '', '| target | measured | reached |', '| --- | --- | --- |');
   for (const c of checkTargets(report)) lines.push(`| ${c.goal} | ${c.measured} | ${c.reached === undefined ? 'not measurable' : c.reached ? 'yes' : 'no'} |`);
+  const floor = summarize(report, 'keepalive', 'node-floor')?.rps;
+  const hap = summarize(report, 'keepalive', 'haproxy')?.rps;
+  const one = summarize(report, 'keepalive', 'meshlet')?.rps;
+  if (floor && hap && one) {
+    lines.push(
+      '',
+      `For scale: the Node floor (bench/floor-proxy.js: llhttp both sides, pooled sockets, no features) made ${((floor / hap) * 100).toFixed(0)}% of HAProxy's keep-alive req/s in this run, and Meshlet one hop ${((one / floor) * 100).toFixed(0)}% of the floor's.`,
+    );
+  }
   lines.push('');
   for (const w of report.workloads) {
     if (w.tool === 'h2load') {

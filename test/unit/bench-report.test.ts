@@ -72,6 +72,16 @@ describe('bench report', () => {
     expect(renderMarkdown(report(runs))).toContain('| one-hop HTTP/1.1 >= 50% of HAProxy req/s | 53% | yes |');
   });
 
+  it('scales Meshlet against the Node floor proxy when the run has one, and says nothing otherwise', () => {
+    const runs = [
+      ...rounds('keepalive', 'haproxy', [[40_000]]),
+      ...rounds('keepalive', 'meshlet', [[12_000]]),
+      ...rounds('keepalive', 'node-floor', [[24_000]]),
+    ];
+    expect(renderMarkdown(report(runs))).toContain("made 60% of HAProxy's keep-alive req/s in this run, and Meshlet one hop 50% of the floor's.");
+    expect(renderMarkdown(report(runs.filter((r) => r.target !== 'node-floor')))).not.toContain('Node floor');
+  });
+
   it('does not judge the two-hop mTLS target when Meshlet ran its pair in plaintext', () => {
     const runs = [...rounds('keepalive', 'meshlet-2hop', [[9000]]), ...rounds('keepalive', 'haproxy-tls-pair', [[10_000]])];
     const twoHop = checkTargets(report(runs, 'not in the config schema yet'))[2]!;
