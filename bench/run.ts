@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
+import { haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
 import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 import { freePort, killAll, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
@@ -135,6 +135,7 @@ async function main(): Promise<void> {
     meshletInbound: await freePort(),
     meshletAdmin: await freePort(),
     meshletWorkers: await freePort(),
+    haproxyThreads: await freePort(),
     compare: await freePort(),
     compareInbound: await freePort(),
     compareAdmin: await freePort(),
@@ -216,6 +217,8 @@ async function main(): Promise<void> {
         ),
       )
     : undefined;
+  // Its like-for-like reference: HAProxy with a thread per core, unpinned as well.
+  const haproxyThreadsProc = multi ? launch('haproxy-threads', undefined, 'haproxy', ['-db', '-f', haproxyThreads(workDir, port.haproxyThreads, port.backend, coreCount)]) : undefined;
   const [compareDir, compareLabel] = flags.compare ? (flags.compare.split('=') as [string, string | undefined]) : [];
   const compareProc = compareDir
     ? launch('meshlet-compare', PROXY_CPU, node, [
@@ -313,6 +316,7 @@ async function main(): Promise<void> {
     [port.meshlet, 'meshlet'],
     [port.meshletTcp, 'meshlet tcp'],
     ...(workersProc ? ([[port.meshletWorkers, 'meshlet workers']] as const) : []),
+    ...(haproxyThreadsProc ? ([[port.haproxyThreads, 'haproxy threads']] as const) : []),
     ...(compareProc ? ([[port.compare, 'meshlet compare']] as const) : []),
     [port.hopB, 'meshlet hop B'],
     [port.hopA, 'meshlet hop A'],
@@ -346,6 +350,7 @@ async function main(): Promise<void> {
     'node-floor': rssBytes(floorProc.pid),
     meshlet: rssBytes(meshletProc.pid),
     ...(workersProc ? { 'meshlet-workers': rssTreeBytes(workersProc.pid) } : {}),
+    ...(haproxyThreadsProc ? { 'haproxy-threads': rssBytes(haproxyThreadsProc.pid) } : {}),
     ...(compareProc ? { 'meshlet-compare': rssBytes(compareProc.pid) } : {}),
     'meshlet-2hop': sum(rssBytes(hopAProc.pid), rssBytes(hopBProc.pid)),
     'haproxy-tls-pair': sum(rssBytes(tlsInProc.pid), rssBytes(tlsOutProc.pid)),
@@ -361,6 +366,7 @@ async function main(): Promise<void> {
     { id: 'meshlet', label: 'Meshlet one hop', port: port.meshlet },
     ...(compareProc ? [{ id: 'meshlet-compare', label: `Meshlet one hop (${compareLabel ?? compareDir})`, port: port.compare }] : []),
     ...(workersProc ? [{ id: 'meshlet-workers', label: `Meshlet one hop, workers: auto (${coreCount}), unpinned`, port: port.meshletWorkers }] : []),
+    ...(haproxyThreadsProc ? [{ id: 'haproxy-threads', label: `HAProxy nbthread ${coreCount}, unpinned`, port: port.haproxyThreads }] : []),
     { id: 'meshlet-2hop', label: twoHopLabel, port: port.hopA, reference: 'haproxy-tls-pair' },
     { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (mTLS)', port: port.tlsOut },
   ];

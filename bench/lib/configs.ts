@@ -135,6 +135,29 @@ backend h2_out
 }
 
 /**
+ * HAProxy with one thread per core and nothing else: the like-for-like reference for Meshlet's
+ * `workers: auto` row (both unpinned, sharing the machine with the load generator and the backend).
+ */
+export function haproxyThreads(dir: string, httpPort: number, backend: number, threads: number): string {
+  const file = join(dir, 'haproxy-threads.cfg');
+  writeFileSync(
+    file,
+    `${HAPROXY_GLOBAL.replace('nbthread 1', `nbthread ${threads}`)}
+frontend http_in
+  mode http
+  option http-keep-alive
+  bind 127.0.0.1:${httpPort}
+  default_backend http_out
+backend http_out
+  mode http
+  http-reuse always
+  server s1 127.0.0.1:${backend}
+`,
+  );
+  return file;
+}
+
+/**
  * The mTLS reference: an outbound HAProxy (plain in, TLS with a client certificate out) and an inbound one.
  * With `h2`, HTTP/2 all the way: h2c in, h2 by ALPN between the pair, h2c to the backend (`name` keeps
  * the two pairs' files apart).

@@ -207,6 +207,11 @@ export function renderMarkdown(report: BenchReport): string {
       `For scale: the Node floor (bench/floor-proxy.js: llhttp both sides, pooled sockets, no features) made ${((floor / hap) * 100).toFixed(0)}% of HAProxy's keep-alive req/s in this run, and Meshlet one hop ${((one / floor) * 100).toFixed(0)}% of the floor's.`,
     );
   }
+  const workers = summarize(report, 'keepalive', 'meshlet-workers')?.rps;
+  const threads = summarize(report, 'keepalive', 'haproxy-threads')?.rps;
+  if (workers && threads) {
+    lines.push('', `On every core (both unpinned, sharing the machine with wrk and the backend): Meshlet \`workers: auto\` made ${((workers / threads) * 100).toFixed(0)}% of the keep-alive req/s of HAProxy with a thread per core.`);
+  }
   lines.push('');
   for (const w of report.workloads) {
     if (w.tool === 'h2load') {

@@ -82,6 +82,12 @@ describe('bench report', () => {
     expect(renderMarkdown(report(runs.filter((r) => r.target !== 'node-floor')))).not.toContain('Node floor');
   });
 
+  it('compares the workers row with HAProxy on every core when both ran', () => {
+    const runs = [...rounds('keepalive', 'meshlet-workers', [[9000]]), ...rounds('keepalive', 'haproxy-threads', [[30_000]])];
+    expect(renderMarkdown(report(runs))).toContain('Meshlet `workers: auto` made 30% of the keep-alive req/s of HAProxy with a thread per core.');
+    expect(renderMarkdown(report(runs.filter((r) => r.target !== 'haproxy-threads')))).not.toContain('thread per core');
+  });
+
   it('does not judge the two-hop mTLS target when Meshlet ran its pair in plaintext', () => {
     const runs = [...rounds('keepalive', 'meshlet-2hop', [[9000]]), ...rounds('keepalive', 'haproxy-tls-pair', [[10_000]])];
     const twoHop = checkTargets(report(runs, 'not in the config schema yet'))[2]!;
