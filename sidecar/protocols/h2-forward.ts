@@ -78,17 +78,30 @@ export function createH2Forward(timeouts: ForwardTimeouts, sessionOptions: H2Ses
       if (Buffer.isBuffer(x.body)) s.end(x.body);
       else if (x.body) sendBody(x.body, s);
       return await new Promise<UpstreamResponse>((resolve, reject) => {
+        // Settled once, by the response head or the first failure; what comes after is not this promise's.
+        let settled = false;
         const fail = (err: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
           if (!s.destroyed) s.close(constants.NGHTTP2_CANCEL);
           reject(upstreamError(err, peer));
+        };
+        // Built only if the stream really closed before its head: an Error (and its stack) per request
+        // was a tenth of the HTTP/2 path's CPU when this listener outlived every successful response.
+        const closedBeforeHead = () => {
+          if (!settled) fail(Object.assign(new Error(`stream closed before response headers (HTTP/2 code ${s.rstCode ?? '?'})`), { code: 'ECONNRESET' }));
         };
         onAbort = () => fail(x.signal.reason);
         x.signal.addEventListener('abort', onAbort, { once: true });
         if (timeouts.requestMs > 0) timer = setTimeout(() => fail(meshError('UPSTREAM_TIMEOUT', `${peer} sent no response headers within ${timeouts.requestMs} ms`)), timeouts.requestMs);
         s.once('error', fail);
-        s.once('close', () => fail(Object.assign(new Error(`stream closed before response headers (HTTP/2 code ${s.rstCode ?? '?'})`), { code: 'ECONNRESET' })));
+        s.once('close', closedBeforeHead);
         s.once('response', (responseHeaders, flags) => {
+          if (settled) return;
+          settled = true;
           s.off('error', fail);
+          s.off('close', closedBeforeHead);
           // Later errors reach whoever reads the body (it checks `errored`); never an unhandled 'error'.
           s.on('error', () => {});
           clearTimeout(timer);

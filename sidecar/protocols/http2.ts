@@ -81,8 +81,9 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     addForwardingHeaders(headers, { clientAddress: req.socket.remoteAddress, proto: clientProto, host: authority, via });
     // gRPC deadline: the call fails with DEADLINE_EXCEEDED when it is not over in time, wherever it is.
     const deadlineMs = grpc ? parseGrpcTimeout(req.headers['grpc-timeout']) : undefined;
-    const deadline = new AbortController();
-    const timer = deadlineMs === undefined ? undefined : setTimeout(() => deadline.abort(meshError('UPSTREAM_TIMEOUT', `deadline of ${deadlineMs} ms (grpc-timeout) exceeded calling upstream "${cluster.name}"`)), deadlineMs);
+    // Only calls that carry a deadline get its controller and timer.
+    const deadline = deadlineMs === undefined ? undefined : new AbortController();
+    const timer = deadline === undefined ? undefined : setTimeout(() => deadline.abort(meshError('UPSTREAM_TIMEOUT', `deadline of ${deadlineMs} ms (grpc-timeout) exceeded calling upstream "${cluster.name}"`)), deadlineMs);
     const body = hasBody(req) ? req : null;
     const exchange: ProxyExchange = {
       req: req as IncomingMessage,
@@ -91,7 +92,7 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
       headers,
       body,
       cluster,
-      signal: deadlineMs === undefined ? client.signal : AbortSignal.any([client.signal, deadline.signal]),
+      signal: deadline === undefined ? client.signal : AbortSignal.any([client.signal, deadline.signal]),
       tried: [],
       attempts: 0,
       startedAt: performance.now(),

@@ -227,6 +227,35 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     expect(text).toBe('POST /echo?x=1 2.0 payload via=2 meshlet');
   });
 
+  it('an upstream stream reset before its response head is a 502 upstream_reset; the next request on the session is served', async () => {
+    const app = (await import('node:http2')).createServer((req, res) => {
+      // RST_STREAM before any header for /reset; a normal answer for anything else.
+      if (req.url === '/reset') req.stream.close(0x2 /* INTERNAL_ERROR */);
+      else res.end('fine');
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const appPort = (app.address() as { port: number }).port;
+    const outbound = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: appPort }], retries: { enabled: false } }] });
+    const session = h2connect(upstreamUrl(outbound, 'web'));
+    cleanup.push(() => void session.close());
+    const ask = (path: string) =>
+      new Promise<{ status: unknown; error: unknown; text: string }>((resolve, reject) => {
+        const stream = session.request({ ':path': path });
+        stream.end();
+        let head: Record<string, unknown> = {};
+        let text = '';
+        stream.on('response', (h) => (head = h));
+        stream.setEncoding('utf8');
+        stream.on('data', (c: string) => (text += c));
+        stream.on('end', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text }));
+        stream.on('error', reject);
+      });
+    expect(await ask('/reset')).toMatchObject({ status: 502, error: 'upstream_reset' });
+    expect(await ask('/ok')).toEqual({ status: 200, error: undefined, text: 'fine' });
+    expect(await ask('/reset')).toMatchObject({ status: 502, error: 'upstream_reset' });
+  });
+
   it('an HTTP/1.1 backend behind an http2 upstream is refused as a protocol mismatch, not a hang', async () => {
     const backend = await startBackend('h1');
     cleanup.push(() => backend.close());
