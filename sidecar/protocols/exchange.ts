@@ -73,6 +73,18 @@ export interface ExchangeObserver {
   onEnd?(exchange: ProxyExchange, outcome: ExchangeOutcome): void;
 }
 
+/**
+ * `next(x)` as a promise whatever happens: a layer that throws instead of rejecting fails only this
+ * attempt, as it would inside an async function. For layers written as promise chains.
+ */
+export function callForward(next: Forward, x: ProxyExchange): Promise<UpstreamResponse> {
+  try {
+    return next(x);
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
 /** Composes layers so the first one listed is the outermost. */
 export function composeLayers(layers: readonly ForwardLayer[], innermost: Forward): Forward {
   let forward = innermost;

@@ -6,7 +6,7 @@
  * The same limits cap concurrent retries (the retry layer asks before each retry).
  */
 import { meshError } from '../errors.ts';
-import { whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { callForward, whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { CircuitBreakerConfig } from './circuit-breaker-config.ts';
 
@@ -100,23 +100,16 @@ export interface CircuitBreakerDeps {
 export function createCircuitBreaker(limits: ConcurrencyLimits, next: Forward, deps: CircuitBreakerDeps): Forward {
   const { upstream, events } = deps;
   // Shared by every attempt: no closure per request on the common path (a slot free at once).
+  const release = (): void => limits.release();
   const holdUntilBodyEnds = (response: UpstreamResponse): UpstreamResponse => {
-    whenBodyCloses(response.body, () => limits.release());
+    whenBodyCloses(response.body, release);
     return response;
   };
   const releaseOnFailure = (err: unknown): never => {
     limits.release();
     throw err;
   };
-  const forwardHoldingSlot = (x: ProxyExchange): Promise<UpstreamResponse> => {
-    let attempt: Promise<UpstreamResponse>;
-    try {
-      attempt = next(x);
-    } catch (err) {
-      attempt = Promise.reject(err as Error);
-    }
-    return attempt.then(holdUntilBodyEnds, releaseOnFailure);
-  };
+  const forwardHoldingSlot = (x: ProxyExchange): Promise<UpstreamResponse> => callForward(next, x).then(holdUntilBodyEnds, releaseOnFailure);
   async function afterWaiting(x: ProxyExchange, waiting: Promise<void>): Promise<UpstreamResponse> {
     try {
       await waiting;

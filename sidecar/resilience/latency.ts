@@ -4,7 +4,7 @@
  * estimate, so an endpoint that fails fast does not look fast.
  */
 import { currentLatency, recordLatency } from '../balancer/peak-ewma.ts';
-import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import { callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 
 const FAILURE_PENALTY = 10;
 
@@ -14,13 +14,7 @@ export function createLatencyFeed(next: Forward): Forward {
   return function latencyFeed(x: ProxyExchange): Promise<UpstreamResponse> {
     const started = performance.now();
     const triedBefore = x.tried.length;
-    let attempt: Promise<UpstreamResponse>;
-    try {
-      attempt = next(x);
-    } catch (err) {
-      attempt = Promise.reject(err as Error);
-    }
-    return attempt.then(
+    return callForward(next, x).then(
       (response) => {
         const now = performance.now();
         recordLatency(response.endpoint, now - started, now);

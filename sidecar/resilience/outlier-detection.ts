@@ -7,7 +7,7 @@
 import { isMeshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
-import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import { callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { OutlierDetector } from './outlier-detector.ts';
@@ -49,13 +49,7 @@ export function createOutlierDetection(detector: OutlierDetector, next: Forward,
   // A promise chain rather than an async function: one fewer frame and promise per attempt.
   return function outlierWatch(x: ProxyExchange): Promise<UpstreamResponse> {
     const triedBefore = x.tried.length;
-    let attempt: Promise<UpstreamResponse>;
-    try {
-      attempt = next(x);
-    } catch (err) {
-      attempt = Promise.reject(err as Error);
-    }
-    return attempt.then(judgeResponse, (err: unknown) => {
+    return callForward(next, x).then(judgeResponse, (err: unknown) => {
       const upstreamFault = isMeshError(err, 'UPSTREAM_CONNECT') || isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT');
       // Only when this attempt reached an endpoint, and not because our own client went away.
       if (upstreamFault && x.tried.length > triedBefore && !x.signal.aborted) failed(x.tried[x.tried.length - 1]!);

@@ -10,7 +10,7 @@
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMeshError, meshError, MeshletError } from '../errors.ts';
-import type { Forward, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import { callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import { STREAMING_BODY_NOTE } from '../protocols/http2.ts';
 import { WireBody } from '../protocols/wire/response-body.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
@@ -112,13 +112,7 @@ function attemptOnce(x: ProxyExchange, next: Forward, perTryMs: number, deadline
   // attempt is the deadline: skip the signal plumbing (and an async frame) on the common path.
   const remaining = attempt === 1 && perTryMs === 0 ? Infinity : deadline - performance.now();
   const limitMs = perTryMs > 0 ? Math.min(perTryMs, remaining) : remaining;
-  if (Number.isFinite(limitMs)) return attemptWithDeadline(x, next, perTryMs, limitMs, attempt);
-  try {
-    return next(x);
-  } catch (err) {
-    // A layer that throws instead of rejecting still fails only this attempt, as in an async function.
-    return Promise.reject(err as Error);
-  }
+  return Number.isFinite(limitMs) ? attemptWithDeadline(x, next, perTryMs, limitMs, attempt) : callForward(next, x);
 }
 
 async function attemptWithDeadline(x: ProxyExchange, next: Forward, perTryMs: number, limitMs: number, attempt: number): Promise<UpstreamResponse> {

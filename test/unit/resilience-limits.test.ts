@@ -91,3 +91,24 @@ describe('ConcurrencyLimits', () => {
     expect(limits.tryAcquireRetry()).toBe(true);
   });
 });
+
+describe('breaker layer around an inner layer that throws instead of rejecting', () => {
+  it('rejects the attempt and gives the slot back, as an async layer would', async () => {
+    const { createCircuitBreaker } = await import('../../sidecar/resilience/circuit-breaker.ts');
+    const { createLatencyFeed } = await import('../../sidecar/resilience/latency.ts');
+    const limits = new ConcurrencyLimits(circuitBreakerSchema.parse({ maxConnections: 1 }));
+    const events = new EventEmitter() as unknown as Parameters<typeof createCircuitBreaker>[2]['events'];
+    const throwing = (): never => {
+      throw new Error('layer bug');
+    };
+    const forward = createCircuitBreaker(limits, createLatencyFeed(throwing), { upstream: 'web', events });
+    const exchange = { tried: [], signal: new AbortController().signal } as unknown as Parameters<typeof forward>[0];
+    const attempt = forward(exchange);
+    expect(attempt).toBeInstanceOf(Promise);
+    await expect(attempt).rejects.toThrow('layer bug');
+    expect(limits.onWire).toBe(0);
+    // The slot really is free: the next attempt gets it at once instead of queueing.
+    await expect(forward(exchange)).rejects.toThrow('layer bug');
+    expect(limits.onWire).toBe(0);
+  });
+});
