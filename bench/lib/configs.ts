@@ -91,6 +91,20 @@ defaults
   maxconn 9500
 `;
 
+/** The keep-alive HTTP proxy every HAProxy one-hop row runs: http mode, server connections reused. */
+function httpProxySection(port: number, backend: number): string {
+  return `frontend http_in
+  mode http
+  option http-keep-alive
+  bind 127.0.0.1:${port}
+  default_backend http_out
+backend http_out
+  mode http
+  http-reuse always
+  server s1 127.0.0.1:${backend}
+`;
+}
+
 /**
  * HAProxy L7 (http mode, connection reuse) and L4 (tcp mode) frontends in one process; with `h2`, an
  * HTTP/2 frontend too: h2c with prior knowledge in (`proto h2` on the bind) and h2c out (`proto h2`
@@ -101,16 +115,7 @@ export function haproxy(dir: string, httpPort: number, tcpPort: number, backend:
   writeFileSync(
     file,
     `${HAPROXY_GLOBAL}
-frontend http_in
-  mode http
-  option http-keep-alive
-  bind 127.0.0.1:${httpPort}
-  default_backend http_out
-backend http_out
-  mode http
-  http-reuse always
-  server s1 127.0.0.1:${backend}
-frontend tcp_in
+${httpProxySection(httpPort, backend)}frontend tcp_in
   mode tcp
   bind 127.0.0.1:${tcpPort}
   default_backend tcp_out
@@ -143,16 +148,7 @@ export function haproxyThreads(dir: string, httpPort: number, backend: number, t
   writeFileSync(
     file,
     `${HAPROXY_GLOBAL.replace('nbthread 1', `nbthread ${threads}`)}
-frontend http_in
-  mode http
-  option http-keep-alive
-  bind 127.0.0.1:${httpPort}
-  default_backend http_out
-backend http_out
-  mode http
-  http-reuse always
-  server s1 127.0.0.1:${backend}
-`,
+${httpProxySection(httpPort, backend)}`,
   );
   return file;
 }
