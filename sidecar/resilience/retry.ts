@@ -35,30 +35,60 @@ export interface RetryDeps {
   readonly random?: () => number;
 }
 
+/** What an attempt already made ended with. */
+type AttemptOutcome = { readonly response: UpstreamResponse } | { readonly err: unknown };
+
 /** Builds the retry layer around `next` (which makes one attempt). */
 export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): Forward {
   const statuses = new Set(conf.statuses);
   const { upstream, events, budget, limits, requestTimeoutMs } = deps;
   const random = deps.random ?? Math.random;
 
-  return async function retrying(x: ProxyExchange): Promise<UpstreamResponse> {
+  return function retrying(x: ProxyExchange): Promise<UpstreamResponse> {
     budget.deposit();
     const idempotent = IDEMPOTENT.has(x.method);
     // A live stream body (HTTP/2, gRPC streaming calls) is never buffered: the client may wait for
     // responses before it ends. Only a connect failure retries it, since the body is untouched until
     // the upstream session is up (protocols/h2-forward.ts).
     const streaming = x.notes.get(STREAMING_BODY_NOTE) === true && x.body !== null && !Buffer.isBuffer(x.body);
-    // Most requests have no body: no buffering, and no await (a microtask hop) on the hot path.
-    const resendable = streaming ? false : x.body === null || Buffer.isBuffer(x.body) ? true : await bufferBody(x, conf.maxBodyBytes);
     const deadline = requestTimeoutMs > 0 ? x.startedAt + requestTimeoutMs : Infinity;
+    if (!streaming && x.body !== null && !Buffer.isBuffer(x.body)) return bufferThenAttempt(x, idempotent, deadline);
+    // Most requests have no body: the first attempt is a promise chain (no async frame, no buffering),
+    // and the loop below only runs when that attempt's outcome asks for a retry.
+    const resendable = !streaming;
+    return attemptOnce(x, next, conf.perTryTimeout, deadline, 1).then(
+      (response) => (statuses.has(response.statusCode) && idempotent ? attemptsAfter(x, idempotent, streaming, resendable, deadline, { response }) : response),
+      (err: unknown) => attemptsAfter(x, idempotent, streaming, resendable, deadline, { err }),
+    );
+  };
+
+  async function bufferThenAttempt(x: ProxyExchange, idempotent: boolean, deadline: number): Promise<UpstreamResponse> {
+    const resendable = await bufferBody(x, conf.maxBodyBytes);
+    return attemptsAfter(x, idempotent, false, resendable, deadline, undefined);
+  }
+
+  /**
+   * The attempts loop. `first` is the outcome of attempt 1 when it was already made; the loop then
+   * starts by judging it, exactly as it judges the attempts it makes itself.
+   */
+  async function attemptsAfter(x: ProxyExchange, idempotent: boolean, streaming: boolean, resendable: boolean, deadline: number, first: AttemptOutcome | undefined): Promise<UpstreamResponse> {
+    let made = first;
     for (let attempt = 1; ; attempt++) {
       // A retry holds one of the breaker's concurrent-retry slots until its response headers arrive.
       const holdsRetrySlot = attempt > 1 && limits !== undefined;
       let reason: string;
       let delay = 0;
       try {
-        const attempting = attemptOnce(x, next, conf.perTryTimeout, deadline, attempt);
-        const response = await (holdsRetrySlot ? attempting.finally(() => limits.releaseRetry()) : attempting);
+        let response: UpstreamResponse;
+        if (made !== undefined) {
+          const outcome = made;
+          made = undefined;
+          if ('err' in outcome) throw outcome.err;
+          response = outcome.response;
+        } else {
+          const attempting = attemptOnce(x, next, conf.perTryTimeout, deadline, attempt);
+          response = await (holdsRetrySlot ? attempting.finally(() => limits.releaseRetry()) : attempting);
+        }
         if (!statuses.has(response.statusCode) || !idempotent) return response;
         delay = backoffDelay(attempt, conf.backoffBase, random);
         reason = `status_${response.statusCode}`;
@@ -80,7 +110,7 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
         throw err;
       }
     }
-  };
+  }
 
   /**
    * Whether another attempt may start (`startBy`: the deadline less the backoff, so a retry never starts
