@@ -74,55 +74,54 @@ export function createH2Forward(timeouts: ForwardTimeouts, sessionOptions: H2Ses
       };
       const s = session.request(headers, { endStream: x.body === null });
       stream = s;
-      s.once('close', release);
+      // One listener per event for the stream's whole life, switching on `settled` (the head arrived,
+      // or the attempt failed), rather than listeners swapped at the head.
+      let settled = false;
+      let resolveHead!: (response: UpstreamResponse) => void;
+      let rejectHead!: (err: Error) => void;
+      const head = new Promise<UpstreamResponse>((resolve, reject) => {
+        resolveHead = resolve;
+        rejectHead = reject;
+      });
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (!s.destroyed) s.close(constants.NGHTTP2_CANCEL);
+        rejectHead(upstreamError(err, peer));
+      };
+      // Before the head the client leaving fails the attempt; after it, it cancels the stream and
+      // pumping the body reports it.
+      const abort = () => (settled ? s.destroy(upstreamError(x.signal.reason, peer)) : fail(x.signal.reason));
+      onAbort = abort;
+      x.signal.addEventListener('abort', abort, { once: true });
+      // Errors after the head reach whoever reads the body (it checks `errored`); never an unhandled 'error'.
+      s.on('error', fail);
+      s.once('close', () => {
+        release();
+        x.signal.removeEventListener('abort', abort);
+        // The Error (and its stack) only when the stream really closed before its head.
+        if (!settled) fail(Object.assign(new Error(`stream closed before response headers (HTTP/2 code ${s.rstCode ?? '?'})`), { code: 'ECONNRESET' }));
+      });
+      if (timeouts.requestMs > 0) timer = setTimeout(() => fail(meshError('UPSTREAM_TIMEOUT', `${peer} sent no response headers within ${timeouts.requestMs} ms`)), timeouts.requestMs);
+      s.once('response', (responseHeaders, flags) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (timeouts.idleMs > 0) s.setTimeout(timeouts.idleMs, () => s.destroy(meshError('UPSTREAM_TIMEOUT', `${peer} sent nothing for ${timeouts.idleMs} ms`)));
+        const response: H2UpstreamResponse = {
+          statusCode: Number(responseHeaders[':status']),
+          headers: withoutPseudoHeaders(responseHeaders),
+          body: s,
+          endpoint: state,
+          headersOnly: (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0,
+          onTrailers: (listener) => s.once('trailers', (trailers: IncomingHttpHeaders) => listener(withoutPseudoHeaders(trailers))),
+        };
+        resolveHead(response);
+      });
       if (Buffer.isBuffer(x.body)) s.end(x.body);
       else if (x.body) sendBody(x.body, s);
-      return await new Promise<UpstreamResponse>((resolve, reject) => {
-        // Settled once, by the response head or the first failure; what comes after is not this promise's.
-        let settled = false;
-        const fail = (err: unknown) => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          if (!s.destroyed) s.close(constants.NGHTTP2_CANCEL);
-          reject(upstreamError(err, peer));
-        };
-        // Built only if the stream really closed before its head: an Error (and its stack) per request
-        // was a tenth of the HTTP/2 path's CPU when this listener outlived every successful response.
-        const closedBeforeHead = () => {
-          if (!settled) fail(Object.assign(new Error(`stream closed before response headers (HTTP/2 code ${s.rstCode ?? '?'})`), { code: 'ECONNRESET' }));
-        };
-        onAbort = () => fail(x.signal.reason);
-        x.signal.addEventListener('abort', onAbort, { once: true });
-        if (timeouts.requestMs > 0) timer = setTimeout(() => fail(meshError('UPSTREAM_TIMEOUT', `${peer} sent no response headers within ${timeouts.requestMs} ms`)), timeouts.requestMs);
-        s.once('error', fail);
-        s.once('close', closedBeforeHead);
-        s.once('response', (responseHeaders, flags) => {
-          if (settled) return;
-          settled = true;
-          s.off('error', fail);
-          s.off('close', closedBeforeHead);
-          // Later errors reach whoever reads the body (it checks `errored`); never an unhandled 'error'.
-          s.on('error', () => {});
-          clearTimeout(timer);
-          // The client going away now cancels the stream; pumping the body reports it.
-          x.signal.removeEventListener('abort', onAbort!);
-          const cancel = () => s.destroy(upstreamError(x.signal.reason, peer));
-          x.signal.addEventListener('abort', cancel, { once: true });
-          s.once('close', () => x.signal.removeEventListener('abort', cancel));
-          if (timeouts.idleMs > 0) s.setTimeout(timeouts.idleMs, () => s.destroy(meshError('UPSTREAM_TIMEOUT', `${peer} sent nothing for ${timeouts.idleMs} ms`)));
-          const status = Number(responseHeaders[':status']);
-          const response: H2UpstreamResponse = {
-            statusCode: status,
-            headers: withoutPseudoHeaders(responseHeaders),
-            body: s,
-            endpoint: state,
-            headersOnly: (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0,
-            onTrailers: (listener) => s.once('trailers', (trailers: IncomingHttpHeaders) => listener(withoutPseudoHeaders(trailers))),
-          };
-          resolve(response);
-        });
-      });
+      return await head;
     } catch (err) {
       clearTimeout(timer);
       if (onAbort) x.signal.removeEventListener('abort', onAbort);
