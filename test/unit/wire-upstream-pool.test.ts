@@ -310,6 +310,33 @@ describe('WirePool: happy paths', () => {
     await until(() => pool.stats.open === 0, 'the idle connection to time out');
   });
 
+  it('counts idleness from the moment a connection is released: a response slower than idleTimeoutMs keeps it', async () => {
+    // Each request on a socket is answered 150 ms later; the pool's idle timeout is 50 ms.
+    const server = await rawServer((socket) => {
+      socket.on('data', () => setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow'), 150));
+    });
+    const { pool } = makePool(server.port, { idleTimeoutMs: 50 });
+    expect(await readBody((await pool.request(get())).body)).toBe('slow');
+    // Busy for three idle timeouts, yet neither closed nor replaced: the same socket serves the next one.
+    expect(pool.stats).toMatchObject({ open: 1, idle: 1 });
+    expect(await readBody((await pool.request(get())).body)).toBe('slow');
+    expect(server.sockets.length).toBe(1);
+    await until(() => pool.stats.open === 0, 'the released connection to time out');
+  });
+
+  it('closes an idle connection at the keep-alive timeout the server announced, less a margin', async () => {
+    const server = await rawServer((socket) => {
+      socket.on('data', () => socket.write('HTTP/1.1 200 OK\r\nkeep-alive: timeout=2\r\ncontent-length: 2\r\n\r\nok'));
+    });
+    const { pool } = makePool(server.port, { idleTimeoutMs: 60_000 });
+    const started = Date.now();
+    expect(await readBody((await pool.request(get())).body)).toBe('ok');
+    expect(pool.stats.open).toBe(1);
+    // timeout=2 s less the 1 s margin: closed after about 1 s of idleness, long before the pool's own 60 s.
+    await until(() => pool.stats.open === 0, 'the connection to close at the announced keep-alive timeout', 10_000);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
   it('talks to a TLS endpoint, waiting for the handshake, and reuses the TLS connection', async () => {
     const { cert, key } = selfSignedCert('localhost');
     const server = await serveHttp(createHttpsServer({ cert, key }, (req, res) => res.end(`tls ${req.url}`)), 'secureConnection');

@@ -92,6 +92,12 @@ export class UpstreamConnection implements BodySource {
   #headTimer: NodeJS.Timeout | null = null;
   #headTimerMs = 0;
   #idleMs: number;
+  /**
+   * Closes the connection after #idleMs in the pool: armed (refreshed) when it goes idle, never touched
+   * while it is busy. Not the socket's own timeout, which net refreshes on every read and every write.
+   */
+  #idleTimer: NodeJS.Timeout | null = null;
+  #idleTimerMs = 0;
 
   constructor(owner: ConnectionOwner, socket: Socket, request: RequestOnConnection) {
     this.#owner = owner;
@@ -109,11 +115,6 @@ export class UpstreamConnection implements BodySource {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('end', () => this.#onEnd());
     socket.on('close', () => this.#fail(wireError('UND_ERR_SOCKET', `${owner.peer} closed the connection`), true));
-    // The socket's own idle timer (refreshed by net on every read and write) closes idle connections.
-    socket.on('timeout', () => {
-      if (this.#state === IDLE) this.close();
-    });
-    socket.setTimeout(this.#idleMs);
     socket.once(socket instanceof TLSSocket ? 'secureConnect' : 'connect', () => this.#onConnected());
     this.#connectTimer = setTimeout(() => this.#onConnectTimeout(), owner.connectTimeoutMs).unref();
   }
@@ -337,10 +338,7 @@ export class UpstreamConnection implements BodySource {
     if (serverMs < 0) return;
     const ms = Math.min(this.#owner.idleTimeoutMs, serverMs - KEEP_ALIVE_MARGIN_MS);
     if (ms <= 0) this.#keepAlive = false;
-    else if (ms !== this.#idleMs) {
-      this.#idleMs = ms;
-      this.#socket.setTimeout(ms);
-    }
+    else this.#idleMs = ms; // the idle timer takes it the next time the connection goes idle
   }
 
   #onMessageComplete(): void {
@@ -377,7 +375,22 @@ export class UpstreamConnection implements BodySource {
   #release(): void {
     this.#state = IDLE;
     if (this.#readPaused) this.resumeReading();
+    this.#armIdleTimer();
     this.#owner.connectionIdle(this);
+  }
+
+  #armIdleTimer(): void {
+    const ms = this.#idleMs;
+    if (ms !== this.#idleTimerMs) {
+      if (this.#idleTimer) clearTimeout(this.#idleTimer);
+      this.#idleTimer = ms > 0 ? setTimeout(() => this.#onIdleTimeout(), ms).unref() : null;
+      this.#idleTimerMs = ms;
+    } else this.#idleTimer?.refresh();
+  }
+
+  /** Fired after #idleMs: only a connection still idle since then is closed (a busy one re-arms when released). */
+  #onIdleTimeout(): void {
+    if (this.#state === IDLE) this.close();
   }
 
   /**
@@ -396,6 +409,7 @@ export class UpstreamConnection implements BodySource {
     if (this.#bodyTimer) clearTimeout(this.#bodyTimer);
     // The head timer too: armed, it would keep this closed connection (and its parser) alive until it fires.
     if (this.#headTimer) clearTimeout(this.#headTimer);
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#socket.destroy();
     if (!this.#executing) this.#freeParser();
     this.#owner.connectionClosed(this, staleRace ? request : null);
