@@ -1,7 +1,8 @@
 /**
  * Side-by-side benchmark: the same workloads, interleaved round by round, straight to an nginx backend
- * and through HAProxy, nginx, http-proxy and Meshlet (one and two hops), plus an HAProxy TLS pair as the
- * mTLS reference. Writes markdown and JSON to bench/results/. Run through `npm run bench` (bench/run.sh).
+ * and through HAProxy, nginx, http-proxy, the Node floor proxy (bench/floor-proxy.js) and Meshlet (one
+ * and two hops), plus an HAProxy TLS pair as the mTLS reference and, beside Meshlet's `workers: auto`
+ * row, HAProxy with a thread per core. Writes markdown and JSON to bench/results/. Run through `npm run bench` (bench/run.sh).
  *
  *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,newconn,body1m,tcp,h2] [--profile] [--compare DIR[=LABEL]]
  *
