@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { MeshletError } from '../../errors.ts';
+import { ConnectionTimer } from './connection-timer.ts';
 import { createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
 
@@ -86,18 +87,16 @@ export class UpstreamConnection implements BodySource {
   #flushedHead: string[] | null = null;
   #trailers: string[] | null = null;
   #connectTimer: NodeJS.Timeout | null;
-  #bodyTimer: NodeJS.Timeout | null = null;
-  #bodyTimerMs = 0;
-  /** Fires when a response head is late; refreshed per request (refresh re-arms a fired timer), so none is created per request. */
-  #headTimer: NodeJS.Timeout | null = null;
-  #headTimerMs = 0;
+  /** Silence while a response body is read; armed per request, refreshed per chunk. */
+  readonly #bodyTimer = new ConnectionTimer(() => this.#onBodyTimeout());
+  /** Fires when a response head is late; armed per request. */
+  readonly #headTimer = new ConnectionTimer(() => this.#onHeadTimeout());
   #idleMs: number;
   /**
-   * Closes the connection after #idleMs in the pool: armed (refreshed) when it goes idle, never touched
-   * while it is busy. Not the socket's own timeout, which net refreshes on every read and every write.
+   * Closes the connection after #idleMs in the pool: armed when it goes idle, never touched while it
+   * is busy. Not the socket's own timeout, which net refreshes on every read and every write.
    */
-  #idleTimer: NodeJS.Timeout | null = null;
-  #idleTimerMs = 0;
+  readonly #idleTimer = new ConnectionTimer(() => this.#onIdleTimeout());
 
   constructor(owner: ConnectionOwner, socket: Socket, request: RequestOnConnection) {
     this.#owner = owner;
@@ -127,8 +126,8 @@ export class UpstreamConnection implements BodySource {
     this.#gotResponseBytes = false;
     this.#headComplete = false;
     this.#keepAlive = false;
-    this.#armBodyTimer(request.bodyIdleTimeoutMs);
-    this.#armHeadTimer(request.headersTimeoutMs);
+    this.#bodyTimer.arm(request.bodyIdleTimeoutMs);
+    this.#headTimer.arm(request.headersTimeoutMs);
     const socket = this.#socket;
     const body = request.body;
     if (body === null) {
@@ -179,7 +178,7 @@ export class UpstreamConnection implements BodySource {
 
   /** BodySource: the consumer is ready; silence counts toward the body idle timeout again from now. */
   resumeReading(): void {
-    this.#bodyTimer?.refresh();
+    this.#bodyTimer.refresh();
     if (!this.#readPaused) return; // resume() on a flowing socket still costs a tick
     this.#readPaused = false;
     this.#socket.resume();
@@ -206,33 +205,16 @@ export class UpstreamConnection implements BodySource {
     this.#fail(wireError('UND_ERR_CONNECT_TIMEOUT', `connecting to ${this.#owner.peer} timed out after ${this.#owner.connectTimeoutMs} ms`), false);
   }
 
-  /** One timer per connection, refreshed per request and per chunk; recreated only if the timeout changes. */
-  #armBodyTimer(ms: number): void {
-    if (ms !== this.#bodyTimerMs) {
-      if (this.#bodyTimer) clearTimeout(this.#bodyTimer);
-      this.#bodyTimer = ms > 0 ? setTimeout(() => this.#onBodyTimeout(), ms).unref() : null;
-      this.#bodyTimerMs = ms;
-    } else this.#bodyTimer?.refresh();
-  }
-
-  #armHeadTimer(ms: number): void {
-    if (ms !== this.#headTimerMs) {
-      if (this.#headTimer) clearTimeout(this.#headTimer);
-      this.#headTimer = ms > 0 ? setTimeout(() => this.#onHeadTimeout(), ms).unref() : null;
-      this.#headTimerMs = ms;
-    } else this.#headTimer?.refresh();
-  }
-
   #onHeadTimeout(): void {
     // The timer stays armed between requests: only a request still waiting for its head has timed out.
     if (this.#state !== BUSY || this.#headComplete || this.#request === null) return;
-    this.#fail(headersTimeoutError(this.#owner.peer, this.#headTimerMs), false);
+    this.#fail(headersTimeoutError(this.#owner.peer, this.#headTimer.ms), false);
   }
 
   #onBodyTimeout(): void {
     // A consumer that asked us to wait is not the upstream's silence.
     if (this.#state !== BUSY || this.#readPaused || this.#messageDone) return;
-    this.#fail(wireError('UND_ERR_BODY_TIMEOUT', `${this.#owner.peer} sent nothing for ${this.#bodyTimerMs} ms`), false);
+    this.#fail(wireError('UND_ERR_BODY_TIMEOUT', `${this.#owner.peer} sent nothing for ${this.#bodyTimer.ms} ms`), false);
   }
 
   #onData(chunk: Buffer): void {
@@ -242,7 +224,7 @@ export class UpstreamConnection implements BodySource {
       return;
     }
     this.#gotResponseBytes = true;
-    this.#bodyTimer?.refresh();
+    this.#bodyTimer.refresh();
     this.#executing = true;
     this.#afterExecute(this.#parser.execute(chunk));
   }
@@ -375,17 +357,8 @@ export class UpstreamConnection implements BodySource {
   #release(): void {
     this.#state = IDLE;
     if (this.#readPaused) this.resumeReading();
-    this.#armIdleTimer();
+    this.#idleTimer.arm(this.#idleMs);
     this.#owner.connectionIdle(this);
-  }
-
-  #armIdleTimer(): void {
-    const ms = this.#idleMs;
-    if (ms !== this.#idleTimerMs) {
-      if (this.#idleTimer) clearTimeout(this.#idleTimer);
-      this.#idleTimer = ms > 0 ? setTimeout(() => this.#onIdleTimeout(), ms).unref() : null;
-      this.#idleTimerMs = ms;
-    } else this.#idleTimer?.refresh();
   }
 
   /** Fired after #idleMs: only a connection still idle since then is closed (a busy one re-arms when released). */
@@ -406,10 +379,10 @@ export class UpstreamConnection implements BodySource {
     this.#detachRequest();
     this.#state = CLOSED;
     if (this.#connectTimer) clearTimeout(this.#connectTimer);
-    if (this.#bodyTimer) clearTimeout(this.#bodyTimer);
+    this.#bodyTimer.clear();
     // The head timer too: armed, it would keep this closed connection (and its parser) alive until it fires.
-    if (this.#headTimer) clearTimeout(this.#headTimer);
-    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#headTimer.clear();
+    this.#idleTimer.clear();
     this.#socket.destroy();
     if (!this.#executing) this.#freeParser();
     this.#owner.connectionClosed(this, staleRace ? request : null);
@@ -454,7 +427,7 @@ export class UpstreamConnection implements BodySource {
       ok = socket.write('\r\n', 'latin1');
       socket.uncork();
     }
-    this.#bodyTimer?.refresh();
+    this.#bodyTimer.refresh();
     if (!ok) {
       (request.body as Readable).pause();
       this.#socket.once('drain', this.#onSocketDrain);
