@@ -6,7 +6,8 @@
  * serving (bad port, bad certificate: restarting would only loop). Admin API and metrics are per
  * worker: each request to them is answered by whichever worker accepted the connection.
  */
-import cluster, { type Worker } from 'node:cluster';
+import type { Cluster, Worker } from 'node:cluster';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import type { Logger } from './telemetry/logger.ts';
@@ -23,6 +24,13 @@ export const workersSchema = z
 
 export type WorkersSetting = z.infer<typeof workersSchema>;
 
+/**
+ * node:cluster on first use: a single-process sidecar (the default) never needs it, and loading it
+ * brings child_process and dgram along (about 0.5 MiB resident at idle).
+ */
+const requireBuiltin = createRequire(import.meta.url);
+const cluster = (): Cluster => requireBuiltin('node:cluster') as Cluster;
+
 /** How many processes a setting means on this machine. */
 export function workerCount(setting: WorkersSetting, cores = availableParallelism()): number {
   return setting === 'auto' ? Math.max(1, Math.min(cores, MAX_WORKERS)) : setting;
@@ -30,7 +38,7 @@ export function workerCount(setting: WorkersSetting, cores = availableParallelis
 
 /** True in the process that should fork workers instead of serving. */
 export function shouldSupervise(setting: WorkersSetting): boolean {
-  return cluster.isPrimary && workerCount(setting) > 1;
+  return workerCount(setting) > 1 && cluster().isPrimary;
 }
 
 const SERVING = 'meshlet:serving';
@@ -38,7 +46,8 @@ const DEFAULT_FORCE_KILL_MS = 30_000;
 
 /** Tells the primary this worker is serving (no-op outside a worker). */
 export function reportServing(): void {
-  if (cluster.isWorker) process.send?.({ type: SERVING });
+  // Without an IPC channel this process cannot be a cluster worker: no need to load node:cluster to ask.
+  if (process.send && cluster().isWorker) process.send({ type: SERVING });
 }
 
 export interface SupervisorOptions {
@@ -67,7 +76,7 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
     let restartTimers: NodeJS.Timeout[] = [];
 
     const fork = () => {
-      const worker = cluster.fork();
+      const worker = cluster().fork();
       live.add(worker);
       worker.on('message', (message: unknown) => {
         if ((message as { type?: unknown } | null)?.type !== SERVING) return;
@@ -93,7 +102,7 @@ export function superviseWorkers(options: SupervisorOptions): Promise<number> {
       forceKill.unref();
     };
 
-    cluster.on('exit', (worker, code, signal) => {
+    cluster().on('exit', (worker, code, signal) => {
       live.delete(worker);
       const wasServing = serving.delete(worker);
       const pid = worker.process.pid;

@@ -114,6 +114,7 @@ async function measure(name: string, config: Record<string, unknown>, withModule
 
 function packageOf(url: string): string {
   if (url.startsWith('node:')) return 'node: builtins';
+  if (url.startsWith('node-internal:')) return 'node internals (loaded by builtins)';
   const m = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (m) return m[1]!;
   const own = url.replace(`file://${ROOT}/`, '');
@@ -140,7 +141,7 @@ try {
       const counts = new Map<string, number>();
       for (const url of modules) counts.set(packageOf(url), (counts.get(packageOf(url)) ?? 0) + 1);
       const rows = [...counts].sort((a, b) => b[1] - a[1]);
-      console.log(`  ${modules.length} modules resolved:`);
+      console.log(`  ${modules.length} modules loaded:`);
       for (const [pkg, n] of rows) console.log(`    ${String(n).padStart(4)}  ${pkg}`);
     }
   }

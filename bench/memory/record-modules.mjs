@@ -1,5 +1,7 @@
 // Preload (node --import) for bench/memory/idle.ts: records every module the process resolves (ESM and
 // require) and writes the list, one URL a line, to $MESHLET_MODULE_LIST when the process gets SIGUSR2.
+// Node's own internal modules, which no hook sees (a builtin loads them), follow as `node-internal:NAME`
+// (from process.moduleLoadList): the bundled undici behind `fetch` is `node-internal:internal/deps/undici/undici`.
 import { registerHooks } from 'node:module';
 import { writeFileSync } from 'node:fs';
 
@@ -12,4 +14,5 @@ registerHooks({
   },
 });
 const out = process.env.MESHLET_MODULE_LIST;
-if (out) process.on('SIGUSR2', () => writeFileSync(out, [...seen].join('\n') + '\n'));
+const internals = () => process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => `node-internal:${m.slice('NativeModule '.length)}`);
+if (out) process.on('SIGUSR2', () => writeFileSync(out, [...seen, ...internals()].join('\n') + '\n'));

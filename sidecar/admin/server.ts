@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../node-http.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { listen } from '../listeners/listen.ts';
 import { browserGuardRefusal } from './browser-guard.ts';

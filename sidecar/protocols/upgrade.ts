@@ -5,7 +5,8 @@
  * both ways; any other answer is relayed and the connection closed; failures become proxy-made
  * responses written on the raw socket.
  */
-import { STATUS_CODES, request as httpRequest, type IncomingMessage, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingMessage, IncomingHttpHeaders } from 'node:http';
+import { STATUS_CODES, request as httpRequest } from '../node-http.ts';
 import type { Duplex } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { MeshletError, meshError } from '../errors.ts';

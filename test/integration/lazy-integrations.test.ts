@@ -25,6 +25,10 @@ const OPTIONAL = [
   '/node_modules/prom-client/lib/defaultMetrics.js',
   '/node_modules/prom-client/lib/pushgateway.js',
   '/node_modules/prom-client/lib/cluster.js',
+  // Node's bundled undici (fetch, WebSocket): an ESM import of node:http loads it (sidecar/node-http.ts).
+  'node-internal:internal/deps/undici/undici',
+  // node:cluster, with child_process and dgram: only a sidecar with workers > 1 needs it.
+  'node:cluster',
 ];
 
 let dir: string;
@@ -88,7 +92,7 @@ async function modulesLoaded(name: string, extra: Record<string, unknown>, forma
 }
 
 describe('integrations load only when configured', () => {
-  it('a minimal sidecar loads no Consul, ACME, node-forge or OpenTelemetry SDK code', async () => {
+  it('a minimal sidecar loads no Consul, ACME, node-forge, OpenTelemetry SDK, undici or cluster code', async () => {
     const modules = await modulesLoaded('minimal', {});
     expect(modules.some((url) => url.endsWith('/sidecar/sidecar.ts'))).toBe(true);
     for (const pkg of OPTIONAL) expect(modules.filter((url) => url.includes(pkg)), pkg).toEqual([]);

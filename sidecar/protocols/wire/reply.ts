@@ -5,7 +5,7 @@
  * pipelined one buffers its bytes until the connection makes it active.
  */
 import { EventEmitter } from 'node:events';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from '../../node-http.ts';
 import type { Socket } from 'node:net';
 import { meshError } from '../../errors.ts';
 
