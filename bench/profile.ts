@@ -1,8 +1,9 @@
 /**
  * Profiles Meshlet's HTTP/1.1 hot path: nginx backend, Meshlet under `node --cpu-prof` on its own CPU,
  * wrk keep-alive load, then a self-time summary per profiled process.
- *   node bench/profile.ts [SECONDS] [--two-hop]
+ *   node bench/profile.ts [SECONDS] [--two-hop] [--close]
  * --two-hop profiles an outbound and an inbound sidecar with mTLS between them (local CA), both on CPU 1.
+ * --close sends `Connection: close` (a new client connection per request, the bench's third workload).
  */
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -15,6 +16,7 @@ const ROOT = join(import.meta.dirname, '..');
 const MAIN = join(ROOT, 'sidecar', 'main.ts');
 const seconds = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 10);
 const twoHop = process.argv.includes('--two-hop');
+const headers = process.argv.includes('--close') ? ['Connection: close'] : [];
 const dir = join(ROOT, 'bench', 'results', 'tmp', `profile-${Date.now()}`);
 mkdirSync(dir, { recursive: true });
 const pinned = cpus().length >= 2;
@@ -44,8 +46,8 @@ try {
   await waitForPort(backendPort, 'backend');
   await waitForPort(port, 'meshlet');
   // Warm the JIT first; the profile still includes start-up, which the summary shows apart.
-  await wrk({ url: `http://127.0.0.1:${port}${SMALL_PATH}`, connections: 50, seconds: 2, cpu: pinned ? '0' : undefined });
-  const result = await wrk({ url: `http://127.0.0.1:${port}${SMALL_PATH}`, connections: 50, seconds, cpu: pinned ? '0' : undefined });
+  await wrk({ url: `http://127.0.0.1:${port}${SMALL_PATH}`, connections: 50, seconds: 2, headers, cpu: pinned ? '0' : undefined });
+  const result = await wrk({ url: `http://127.0.0.1:${port}${SMALL_PATH}`, connections: 50, seconds, headers, cpu: pinned ? '0' : undefined });
   const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
   process.stdout.write(`load: ${result.rps.toFixed(0)} req/s, p99 ${(result.latencyUs.p99 / 1000).toFixed(2)} ms, errors ${errors}\n`);
 } finally {
