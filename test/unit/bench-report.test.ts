@@ -67,9 +67,16 @@ describe('bench report', () => {
       ['4.80x', true],
       ['20%', false],
       ['0.60 ms', true],
-      ['70.0 MiB', true],
+      ['70.0 MiB (73.4 MB)', true],
     ]);
     expect(renderMarkdown(report(runs))).toContain('| one-hop HTTP/1.1 >= 50% of HAProxy req/s | 53% | yes |');
+  });
+
+  it('reads the idle RSS target as 80 x 10^6 bytes, not 80 MiB', () => {
+    const idleCheck = (bytes: number) => checkTargets(report([], undefined, bytes))[4]!;
+    expect(idleCheck(79_900_000)).toEqual({ goal: 'idle RSS <= 80 MB', measured: '76.2 MiB (79.9 MB)', reached: true });
+    // 77 MiB is under 80 MiB but over 80 MB.
+    expect(idleCheck(77 * 1024 * 1024).reached).toBe(false);
   });
 
   it('scales Meshlet against the Node floor proxy when the run has one, and says nothing otherwise', () => {
