@@ -1,9 +1,10 @@
 /**
  * Profiles Meshlet's HTTP/1.1 hot path: nginx backend, Meshlet under `node --cpu-prof` on its own CPU,
  * wrk keep-alive load, then a self-time summary per profiled process.
- *   node bench/profile.ts [SECONDS] [--two-hop] [--close]
+ *   node bench/profile.ts [SECONDS] [--two-hop] [--close] [--h2]
  * --two-hop profiles an outbound and an inbound sidecar with mTLS between them (local CA), both on CPU 1.
  * --close sends `Connection: close` (a new client connection per request, the bench's third workload).
+ * --h2 profiles one hop of HTTP/2: h2load (10 clients x 10 streams, h2c) to an `http2` upstream (nginx h2c).
  */
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -11,17 +12,20 @@ import { cpus } from 'node:os';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { freePort, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { wrk } from './lib/wrk.ts';
+import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MAIN = join(ROOT, 'sidecar', 'main.ts');
 const seconds = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 10);
 const twoHop = process.argv.includes('--two-hop');
 const headers = process.argv.includes('--close') ? ['Connection: close'] : [];
+const h2 = process.argv.includes('--h2');
 const dir = join(ROOT, 'bench', 'results', 'tmp', `profile-${Date.now()}`);
 mkdirSync(dir, { recursive: true });
 const pinned = cpus().length >= 2;
 const backendPort = await freePort();
-const backend = start('nginx-backend', pinned ? '0' : undefined, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort)], join(dir, 'backend.log'));
+const backendH2Port = await freePort();
+const backend = start('nginx-backend', pinned ? '0' : undefined, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort, backendH2Port)], join(dir, 'backend.log'));
 
 async function sidecar(name: string, config: Record<string, unknown>): Promise<Proc> {
   const file = meshletConfig(dir, name, { inbound: { address: '127.0.0.1', port: await freePort() }, admin: { port: await freePort() }, ...config });
@@ -40,16 +44,25 @@ if (twoHop) {
   await waitForPort(inboundPort, 'inbound sidecar');
   procs.push(await sidecar('outbound', { service: { name: 'bench-app', port: backendPort }, upstreams: [{ name: 'backend', port, endpoints: [{ address: '127.0.0.1', port: inboundPort }] }], security }));
 } else {
-  procs.push(await sidecar('meshlet', { service: { name: 'bench-app', port: backendPort }, upstreams: [{ name: 'backend', port, endpoints: [{ address: '127.0.0.1', port: backendPort }] }] }));
+  const upstream = h2 ? { protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: backendH2Port }] } : { endpoints: [{ address: '127.0.0.1', port: backendPort }] };
+  procs.push(await sidecar('meshlet', { service: { name: 'bench-app', port: backendPort }, upstreams: [{ name: 'backend', port, ...upstream }] }));
 }
 try {
   await waitForPort(backendPort, 'backend');
   await waitForPort(port, 'meshlet');
+  const url = `http://127.0.0.1:${port}${SMALL_PATH}`;
+  const cpu = pinned ? '0' : undefined;
   // Warm the JIT first; the profile still includes start-up, which the summary shows apart.
-  await wrk({ url: `http://127.0.0.1:${port}${SMALL_PATH}`, connections: 50, seconds: 2, headers, cpu: pinned ? '0' : undefined });
-  const result = await wrk({ url: `http://127.0.0.1:${port}${SMALL_PATH}`, connections: 50, seconds, headers, cpu: pinned ? '0' : undefined });
-  const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
-  process.stdout.write(`load: ${result.rps.toFixed(0)} req/s, p99 ${(result.latencyUs.p99 / 1000).toFixed(2)} ms, errors ${errors}\n`);
+  if (h2) {
+    await h2load({ url, clients: 10, streams: 10, seconds: 2, cpu });
+    const result = await h2load({ url, clients: 10, streams: 10, seconds, cpu });
+    process.stdout.write(`load: ${result.rps.toFixed(0)} req/s (HTTP/2), mean ${(result.requestTimeUs.mean / 1000).toFixed(2)} ms, errors ${h2loadErrorCount(result)}\n`);
+  } else {
+    await wrk({ url, connections: 50, seconds: 2, headers, cpu });
+    const result = await wrk({ url, connections: 50, seconds, headers, cpu });
+    const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
+    process.stdout.write(`load: ${result.rps.toFixed(0)} req/s, p99 ${(result.latencyUs.p99 / 1000).toFixed(2)} ms, errors ${errors}\n`);
+  }
 } finally {
   for (const p of procs) await stop(p);
   await stop(backend);
