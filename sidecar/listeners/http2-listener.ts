@@ -43,9 +43,14 @@ export class Http2Listener {
     this.#handler = handler;
     this.#idleTimeoutMs = options.idleTimeoutMs;
     const settings = { maxHeaderListSize: options.maxRequestHeadBytes };
+    const inFlight = this.#inFlight;
+    // One 'close' listener function for every response (called with it as `this`), not a closure each.
+    const untrack = function (this: Http2ServerResponse | ServerResponse) {
+      inFlight.delete(this);
+    };
     const tracked = (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) => {
-      this.#inFlight.add(res);
-      res.once('close', () => this.#inFlight.delete(res));
+      inFlight.add(res);
+      res.on('close', untrack);
       this.#handler(req, res);
     };
     this.server = options.tls

@@ -21,6 +21,8 @@ interface Entry {
   readonly session: ClientHttp2Session;
   readonly ready: Promise<ClientHttp2Session>;
   readonly tls: boolean;
+  /** Set once the session is established; `connected()` hands such an entry out as it is. */
+  established: boolean;
 }
 
 /** A connected session and whether it runs over TLS (for `:scheme`). */
@@ -42,6 +44,12 @@ export class H2Sessions {
   /** Updates timeouts for sessions opened from now on. */
   configure(options: H2SessionOptions): void {
     this.#options = options;
+  }
+
+  /** The endpoint's session if it is established and usable now, else null (then `get` connects it). */
+  connected(state: EndpointState): H2Connection | null {
+    const entry = this.#entries.get(state.key);
+    return entry !== undefined && entry.established && !entry.session.closed && !entry.session.destroyed ? entry : null;
   }
 
   /** The endpoint's session, connecting it first when needed; rejects with UPSTREAM_CONNECT. */
@@ -68,39 +76,40 @@ export class H2Sessions {
     session.once('goaway', forget);
     session.once('close', forget);
     session.on('error', forget);
-    const ready = new Promise<ClientHttp2Session>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        session.destroy();
-        reject(meshError('UPSTREAM_CONNECT', `cannot connect to ${peer}: no HTTP/2 session within ${this.#options.connectTimeoutMs} ms`));
-      }, this.#options.connectTimeoutMs);
-      const fail = (err: Error) => {
-        clearTimeout(timer);
-        forget();
-        if (err instanceof MeshletError) reject(err);
-        else {
-          const code = (err as NodeJS.ErrnoException).code;
-          reject(meshError('UPSTREAM_CONNECT', `cannot connect to ${peer}: ${err.message}${code ? ` (${code})` : ''}`, err));
-        }
-      };
-      session.once('error', fail);
-      session.once('close', () => fail(new Error('session closed before it was established')));
-      session.once('connect', () => {
-        clearTimeout(timer);
-        session.off('error', fail);
-        session.removeAllListeners('close');
-        session.once('close', forget);
-        const idle = this.#options.idleMs;
-        if (idle > 0)
-          session.setTimeout(idle, () => {
-            forget();
-            session.close();
-          });
-        resolve(session);
-      });
+    const { promise: ready, resolve, reject } = Promise.withResolvers<ClientHttp2Session>();
+    const entry: Entry = { session, ready, tls, established: false };
+    const timer = setTimeout(() => {
+      session.destroy();
+      reject(meshError('UPSTREAM_CONNECT', `cannot connect to ${peer}: no HTTP/2 session within ${this.#options.connectTimeoutMs} ms`));
+    }, this.#options.connectTimeoutMs);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      forget();
+      if (err instanceof MeshletError) reject(err);
+      else {
+        const code = (err as NodeJS.ErrnoException).code;
+        reject(meshError('UPSTREAM_CONNECT', `cannot connect to ${peer}: ${err.message}${code ? ` (${code})` : ''}`, err));
+      }
+    };
+    session.once('error', fail);
+    session.once('close', () => fail(new Error('session closed before it was established')));
+    session.once('connect', () => {
+      clearTimeout(timer);
+      session.off('error', fail);
+      session.removeAllListeners('close');
+      session.once('close', forget);
+      const idle = this.#options.idleMs;
+      if (idle > 0)
+        session.setTimeout(idle, () => {
+          forget();
+          session.close();
+        });
+      entry.established = true;
+      resolve(session);
     });
     // Nobody may be waiting (reset while connecting): the rejection is reported to the next caller.
     ready.catch(() => {});
-    return { session, ready, tls };
+    return entry;
   }
 
   /** Drops the session of `key` (endpoint gone), or all (transport changed); streams under way finish. */

@@ -56,6 +56,18 @@ function clientHeaders(upstream: Record<string, string | string[] | undefined>, 
   return headers;
 }
 
+/** Where a response's 'close' listener (one module function, called with the response as `this`) finds the exchange's controller. */
+const kClient = Symbol('meshlet.clientAbort');
+type ClientTracked = Res & { [kClient]: AbortController };
+
+/** The client went away before its response finished: stop the upstream work too. */
+function onClientClose(this: ClientTracked): void {
+  // A client's RST_STREAM can leave the compat response claiming writableFinished: the code tells.
+  const stream = (this as Http2ServerResponse).stream as Http2ServerResponse['stream'] | undefined;
+  const reset = stream !== undefined && (stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR;
+  if (reset || !this.writableFinished) this[kClient].abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
+}
+
 /** Builds the `(req, res)` handler of an HTTP/2 listener proxying to `options.cluster`. */
 export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Res) => void {
   const innermost = createH2Forward({ requestMs: options.requestTimeoutMs, idleMs: options.idleTimeoutMs }, { connectTimeoutMs: options.connectTimeoutMs, idleMs: options.poolIdleMs });
@@ -68,11 +80,8 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     const via = h2 ? '2 meshlet' : '1.1 meshlet';
     const grpc = options.protocol === 'grpc' || isGrpcRequest(req.headers['content-type']);
     const client = new AbortController();
-    // A client's RST_STREAM can leave the compat response claiming writableFinished: the code tells.
-    res.once('close', () => {
-      const reset = h2 && ((res as Http2ServerResponse).stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR;
-      if (reset || !res.writableFinished) client.abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
-    });
+    (res as ClientTracked)[kClient] = client;
+    res.on('close', onClientClose);
     const headers = endToEndHeaders(withoutPseudoHeaders(req.headers));
     const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
     if (authority !== undefined) headers.host = authority;
@@ -100,10 +109,14 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     };
     // A body may stream on for the whole call (gRPC client and bidirectional streams): never buffer it.
     if (body !== null && h2) exchange.notes.set(STREAMING_BODY_NOTE, true);
-    run(exchange, req, res, grpc, via, client.signal)
-      .catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'))
-      .finally(() => clearTimeout(timer));
+    const done = run(exchange, req, res, grpc, via, client.signal).catch(reportBug);
+    if (timer !== undefined) void done.finally(() => clearTimeout(timer));
   };
+
+  // Never let a bug in a layer or observer become an unhandled rejection (that would end the process).
+  function reportBug(err: unknown): void {
+    log.error({ err, upstream: cluster.name }, 'proxy bug');
+  }
 
   async function run(x: ProxyExchange, req: Req, res: Res, grpc: boolean, via: string, clientGone: AbortSignal): Promise<void> {
     let error: MeshletError | undefined;

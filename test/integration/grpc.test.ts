@@ -256,6 +256,49 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     expect(await ask('/reset')).toMatchObject({ status: 502, error: 'upstream_reset' });
   });
 
+  it('http2 upstream timeouts: no head in time is a 504 naming the endpoint, a stalled body is cut, and the endpoint is idle again after both', async () => {
+    const app = (await import('node:http2')).createServer((req, res) => {
+      // /silent never answers; /stall sends its head and one chunk, then nothing.
+      if (req.url === '/stall') {
+        res.writeHead(200);
+        res.write('first');
+      } else if (req.url !== '/silent') res.end('fine');
+    });
+    await new Promise<void>((resolve) => app.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => app.close(() => resolve())));
+    const appPort = (app.address() as { port: number }).port;
+    const outbound = await sidecar({
+      service: { name: 'frontend', port: 1 },
+      upstreams: [{ name: 'web', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: appPort }], retries: { enabled: false }, timeouts: { request: '300ms', idle: '300ms' } }],
+    });
+    // A session per request: the listener's own idle timeout (the same 300 ms) may close a client
+    // session that saw no frame while its request waited.
+    const ask = (path: string) =>
+      new Promise<{ status: unknown; error: unknown; text: string; outcome: string }>((resolve) => {
+        const session = h2connect(upstreamUrl(outbound, 'web'));
+        cleanup.push(() => void session.close());
+        const stream = session.request({ ':path': path });
+        stream.end();
+        let head: Record<string, unknown> = {};
+        let text = '';
+        stream.on('response', (h) => (head = h));
+        stream.setEncoding('utf8');
+        stream.on('data', (c: string) => (text += c));
+        stream.on('end', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text, outcome: 'ended' }));
+        stream.on('close', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text, outcome: `closed (code ${stream.rstCode})` }));
+        stream.on('error', () => {});
+      });
+    const silent = await ask('/silent');
+    expect(silent).toMatchObject({ status: 504, error: 'upstream_timeout', outcome: 'ended' });
+    expect(silent.text).toContain(`web@127.0.0.1:${appPort} sent no response headers within 300 ms`);
+    // The head went through; the stall past the idle timeout cuts the stream instead of ending it cleanly.
+    const stalled = await ask('/stall');
+    expect(stalled).toMatchObject({ status: 200, text: 'first' });
+    expect(stalled.outcome).not.toBe('ended');
+    expect(await ask('/ok')).toMatchObject({ status: 200, text: 'fine', outcome: 'ended' });
+    await eventually('no request counted in flight on the endpoint', () => outbound.clusters.get('web')!.endpoints.every((e) => e.active === 0));
+  });
+
   it('an HTTP/1.1 backend behind an http2 upstream is refused as a protocol mismatch, not a hang', async () => {
     const backend = await startBackend('h1');
     cleanup.push(() => backend.close());

@@ -66,4 +66,35 @@ describe('pump (response body streaming)', () => {
     await expect(done).rejects.toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' });
     expect(dst.destroyed).toBe(true);
   });
+
+  it('leaves no listener of its own on either stream once it resolved', async () => {
+    const src = Readable.from([Buffer.from('a'), Buffer.from('b')], { objectMode: false });
+    const dst = sink();
+    const before = ['data', 'end', 'error', 'close'].map((e) => src.listenerCount(e)).concat(['drain', 'finish', 'error', 'close'].map((e) => dst.listenerCount(e)));
+    await pump(src, dst);
+    const after = ['data', 'end', 'error', 'close'].map((e) => src.listenerCount(e)).concat(['drain', 'finish', 'error', 'close'].map((e) => dst.listenerCount(e)));
+    expect(after).toEqual(before);
+  });
+
+  it('a stream in the middle of two pumps (destination of one, source of the other) serves both, and its failure fails both', async () => {
+    const first = new PassThrough();
+    const middle = new PassThrough();
+    const dst = sink();
+    const into = pump(first, middle);
+    const out = pump(middle, dst);
+    first.end('through the middle');
+    await Promise.all([into, out]);
+    expect(Buffer.concat(dst.received).toString()).toBe('through the middle');
+
+    const a = new PassThrough();
+    const b = new PassThrough();
+    const c = sink();
+    const ab = pump(a, b);
+    const bc = pump(b, c);
+    a.write('partial');
+    b.destroy(Object.assign(new Error('middle broke'), { code: 'EPIPE' }));
+    await expect(ab).rejects.toMatchObject({ code: 'EPIPE' });
+    await expect(bc).rejects.toMatchObject({ code: 'EPIPE' });
+    expect(a.destroyed && c.destroyed).toBe(true);
+  });
 });
