@@ -1,6 +1,6 @@
 /**
  * A/B of Meshlet checkouts on the one-hop keep-alive workload, with HAProxy beside them as the yardstick:
- *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] [--floor] DIR[=LABEL[=NODE_FLAGS]] ...
+ *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] [--floor] [--h2] DIR[=LABEL[=NODE_FLAGS]] ...
  * Each DIR is a Meshlet checkout (the current one is `.`; an older one from `git archive`); NODE_FLAGS,
  * comma-separated, go to its `node` (e.g. `.=semi4=--max-semi-space-size=4` runs the same checkout with a flag). Rounds are
  * interleaved and rotated, every target pinned like bench/run.ts (proxies on CPU 1, wrk and nginx on
@@ -9,7 +9,9 @@
  * work shares the machine.
  * --large fetches the 1 MiB file instead of the 29-byte one; --tcp fetches it through L4 byte pipes
  * (HAProxy `mode tcp`, a Meshlet `protocol: tcp` upstream). --floor adds bench/floor-proxy.js (the least
- * JavaScript a Node proxy can run per request) beside HAProxy, one hop only. Prints a markdown table of medians;
+ * JavaScript a Node proxy can run per request) beside HAProxy, one hop only. --h2 measures one hop of
+ * HTTP/2 instead: h2load (10 clients x 10 streams, h2c) through an `http2` upstream to nginx's h2c port,
+ * HAProxy with `proto h2` on both sides (mean request time instead of p99). Prints a markdown table of medians;
  * nothing is written to bench/results.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -20,6 +22,7 @@ import { haproxy, LARGE_PATH, meshletConfig, nginxBackend, SMALL_PATH } from './
 import { cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { wrk } from './lib/wrk.ts';
+import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -31,10 +34,16 @@ const { values: flags, positionals } = parseArgs({
     large: { type: 'boolean', default: false },
     tcp: { type: 'boolean', default: false },
     floor: { type: 'boolean', default: false },
+    h2: { type: 'boolean', default: false },
   },
 });
 if (positionals.length === 0) {
-  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] [--large] [--tcp] [--floor] DIR[=LABEL[=NODE_FLAGS]] ...\n');
+  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] [--large] [--tcp] [--floor] [--h2] DIR[=LABEL[=NODE_FLAGS]] ...\n');
+  process.exit(2);
+}
+const h2 = flags.h2;
+if (h2 && (flags['two-hop'] || flags.tcp || flags.large || flags.floor)) {
+  process.stderr.write('bench/ab.ts: --h2 measures one hop of small responses only (no --two-hop, --tcp, --large or --floor)\n');
   process.exit(2);
 }
 const rounds = Number(flags.rounds);
@@ -64,7 +73,8 @@ interface Samples {
   readonly rps: number[];
   readonly cpuUsPerRequest: number[];
   readonly systemShare: number[];
-  readonly p99Ms: number[];
+  /** wrk's p99; h2load prints no percentiles, so for --h2 the mean request time. */
+  readonly latencyMs: number[];
 }
 
 interface Target {
@@ -75,7 +85,7 @@ interface Target {
 }
 
 function newSamples(): Samples {
-  return { rps: [], cpuUsPerRequest: [], systemShare: [], p99Ms: [] };
+  return { rps: [], cpuUsPerRequest: [], systemShare: [], latencyMs: [] };
 }
 
 process.on('SIGINT', () => {
@@ -84,14 +94,16 @@ process.on('SIGINT', () => {
 });
 
 const backendPort = await freePort();
-const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort)], join(dir, 'backend.log'));
+const backendH2Port = await freePort();
+const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort, h2 ? backendH2Port : undefined)], join(dir, 'backend.log'));
 await waitForPort(backendPort, 'backend');
 const targets: Target[] = [];
 
 const haproxyHttpPort = await freePort();
 const haproxyTcpPort = await freePort();
-const haproxyPort = tcp ? haproxyTcpPort : haproxyHttpPort;
-const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort)], join(dir, 'haproxy.log'));
+const haproxyH2Port = await freePort();
+const haproxyPort = h2 ? haproxyH2Port : tcp ? haproxyTcpPort : haproxyHttpPort;
+const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort, h2 ? { port: haproxyH2Port, backend: backendH2Port } : undefined)], join(dir, 'haproxy.log'));
 targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc], samples: newSamples() });
 if (flags.floor && !twoHop && !tcp) {
   const floorPort = await freePort();
@@ -127,7 +139,8 @@ for (const [i, spec] of positionals.entries()) {
     });
     procs.push(start(`${name}-out`, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', outbound], join(dir, `${name}-out.log`)));
   } else {
-    const config = meshletConfig(dir, name, { ...base, inbound: { address: '127.0.0.1', port: await freePort() }, upstreams: [{ name: 'backend', port, ...(tcp ? { protocol: 'tcp' } : {}), endpoints: [{ address: '127.0.0.1', port: backendPort }] }] });
+    const upstream = h2 ? { protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: backendH2Port }] } : { ...(tcp ? { protocol: 'tcp' } : {}), endpoints: [{ address: '127.0.0.1', port: backendPort }] };
+    const config = meshletConfig(dir, name, { ...base, inbound: { address: '127.0.0.1', port: await freePort() }, upstreams: [{ name: 'backend', port, ...upstream }] });
     procs.push(start(name, PROXY, process.execPath, [...nodeFlags, main, 'sidecar', '--config', config], join(dir, `${name}.log`)));
   }
   await waitForPort(port, label);
@@ -135,22 +148,32 @@ for (const [i, spec] of positionals.entries()) {
 }
 await waitForPort(haproxyPort, 'haproxy');
 
+/** One load run against `port`: wrk, or h2load for --h2. */
+async function load(port: number, secs: number): Promise<{ rps: number; requests: number; mbps: number; latencyMs: number; errors: number }> {
+  const url = `http://127.0.0.1:${port}${path}`;
+  if (h2) {
+    const r = await h2load({ url, clients: 10, streams: 10, seconds: secs, cpu: LOAD });
+    return { rps: r.rps, requests: r.requests, mbps: r.mbps, latencyMs: r.requestTimeUs.mean / 1000, errors: h2loadErrorCount(r) };
+  }
+  const r = await wrk({ url, connections, seconds: secs, cpu: LOAD });
+  return { rps: r.rps, requests: r.requests, mbps: r.mbps, latencyMs: r.latencyUs.p99 / 1000, errors: Object.values(r.errors).reduce((a, b) => a + b, 0) };
+}
+
 try {
-  for (const t of targets) await wrk({ url: `http://127.0.0.1:${t.port}${path}`, connections, seconds: 2, cpu: LOAD });
+  for (const t of targets) await load(t.port, 2);
   for (let round = 0; round < rounds; round++) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
     for (const t of order) {
       const before = sumTimes(t.procs);
-      const result = await wrk({ url: `http://127.0.0.1:${t.port}${path}`, connections, seconds, cpu: LOAD });
+      const result = await load(t.port, seconds);
       const after = sumTimes(t.procs);
       const used = after.user - before.user + after.system - before.system;
       const cpuUs = (used / result.requests) * 1e6;
       t.samples.rps.push(result.rps);
       t.samples.cpuUsPerRequest.push(cpuUs);
       t.samples.systemShare.push((after.system - before.system) / used);
-      t.samples.p99Ms.push(result.latencyUs.p99 / 1000);
-      const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
-      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.mbps.toFixed(0).padStart(5)} MB/s ${cpuUs.toFixed(1).padStart(6)} µs CPU/req${errors ? `  errors ${errors}` : ''}\n`);
+      t.samples.latencyMs.push(result.latencyMs);
+      process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.mbps.toFixed(0).padStart(5)} MB/s ${cpuUs.toFixed(1).padStart(6)} µs CPU/req${result.errors ? `  errors ${result.errors}` : ''}\n`);
     }
   }
 } finally {
@@ -158,17 +181,19 @@ try {
   await stop(backend);
 }
 
-const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const loadAverage = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const haproxyRps = median(targets[0]!.samples.rps);
 const lines = [
-  `${twoHop ? 'Two hops with mTLS' : 'One hop'}${tcp ? ' through L4 (tcp)' : ''}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${load}.`,
+  h2
+    ? `One hop of HTTP/2 (h2c, http2 upstream), ${path}, h2load -c10 -m10 ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${loadAverage}.`
+    : `${twoHop ? 'Two hops with mTLS' : 'One hop'}${tcp ? ' through L4 (tcp)' : ''}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${loadAverage}.`,
   '',
-  '| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | p99 ms |',
+  `| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | ${h2 ? 'mean' : 'p99'} ms |`,
   '| --- | ---: | ---: | ---: | ---: | ---: |',
   ...targets.map((t) => {
-    const { rps, cpuUsPerRequest, systemShare, p99Ms } = t.samples;
+    const { rps, cpuUsPerRequest, systemShare, latencyMs } = t.samples;
     const r = median(rps);
-    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuUsPerRequest).toFixed(1)} | ${(median(systemShare) * 100).toFixed(0)}% | ${median(p99Ms).toFixed(2)} |`;
+    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuUsPerRequest).toFixed(1)} | ${(median(systemShare) * 100).toFixed(0)}% | ${median(latencyMs).toFixed(2)} |`;
   }),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);

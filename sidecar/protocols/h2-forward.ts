@@ -185,14 +185,15 @@ export function createH2Forward(timeouts: ForwardTimeouts, sessionOptions: H2Ses
     let stream: ClientHttp2Stream;
     try {
       if (x.signal.aborted) throw x.signal.reason;
-      const { host, ...rest } = x.headers;
+      const host = x.headers.host;
       const headers: OutgoingHttpHeaders = {
-        ...rest,
         ':method': x.method,
         ':path': x.path,
         ':scheme': connection.tls ? 'https' : 'http',
         ':authority': typeof host === 'string' ? host : state.key,
       };
+      // Host travels as :authority. A loop rather than rest-and-spread: one copy, no literal with computed keys.
+      for (const name in x.headers) if (name !== 'host') headers[name] = x.headers[name];
       stream = connection.session.request(headers, { endStream: x.body === null });
     } catch (err) {
       state.active--;

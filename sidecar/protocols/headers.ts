@@ -19,13 +19,16 @@ function connectionListed(value: string | string[] | undefined): Set<string> | u
   return names.size > 0 ? names : undefined;
 }
 
-/** Copies end-to-end headers, dropping hop-by-hop ones and those named in `Connection`. */
+/**
+ * Copies end-to-end headers, dropping hop-by-hop ones, those named in `Connection`, and HTTP/2
+ * pseudo-headers (`:path`, `:status`...: they describe one HTTP/2 message, never a header to relay).
+ */
 export function endToEndHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
   const listed = connectionListed(headers.connection);
   const out: HeaderMap = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (value === undefined || name.charCodeAt(0) === 58 /* ':' */ || HOP_BY_HOP.has(name) || listed?.has(name)) continue;
     out[name] = value;
   }
   return out;

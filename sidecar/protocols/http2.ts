@@ -14,8 +14,8 @@ import { MeshletError, meshError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
 import { GRPC_STATUS_NOTE, grpcErrorHeaders, grpcStatusOf, isGrpcRequest, parseGrpcTimeout } from './grpc.ts';
-import { createH2Forward, isH2Response, withoutPseudoHeaders } from './h2-forward.ts';
-import { addForwardingHeaders, endToEndHeaders, type HeaderMap } from './headers.ts';
+import { createH2Forward, isH2Response } from './h2-forward.ts';
+import { addForwardingHeaders, endToEndHeaders, stripHopByHop, type HeaderMap } from './headers.ts';
 import { streamBody } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
 
@@ -49,11 +49,16 @@ function hasBody(req: Req): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-function clientHeaders(upstream: Record<string, string | string[] | undefined>, via: string): HeaderMap {
-  const headers = endToEndHeaders(upstream);
-  const prior = headers.via;
-  headers.via = prior === undefined ? via : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${via}`;
-  return headers;
+/**
+ * Response headers for the client: the upstream's end-to-end ones plus our Via, edited in place
+ * (h2-forward's own copy, which holds no undefined values).
+ */
+function clientHeaders(response: Record<string, string | string[] | undefined>, via: string): HeaderMap {
+  stripHopByHop(response);
+  const upstream = response as HeaderMap;
+  const prior = upstream.via;
+  upstream.via = prior === undefined ? via : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${via}`;
+  return upstream;
 }
 
 /** Where a response's 'close' listener (one module function, called with the response as `this`) finds the exchange's controller. */
@@ -82,7 +87,7 @@ export function createHttp2Proxy(options: Http2ProxyOptions): (req: Req, res: Re
     const client = new AbortController();
     (res as ClientTracked)[kClient] = client;
     res.on('close', onClientClose);
-    const headers = endToEndHeaders(withoutPseudoHeaders(req.headers));
+    const headers = endToEndHeaders(req.headers);
     const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host;
     if (authority !== undefined) headers.host = authority;
     // `te: trailers` is the one TE HTTP/2 allows, and gRPC servers require it.

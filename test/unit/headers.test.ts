@@ -17,6 +17,11 @@ describe('hop-by-hop headers', () => {
     });
     expect(out).toEqual({ 'x-end': '2', 'content-type': 'text/plain' });
   });
+
+  it('drops HTTP/2 pseudo-headers: they describe one message, never a field to relay', () => {
+    const out = endToEndHeaders({ ':method': 'GET', ':path': '/x', ':authority': 'svc', ':scheme': 'http', 'content-type': 'application/grpc', te: 'trailers' });
+    expect(out).toEqual({ 'content-type': 'application/grpc' });
+  });
 });
 
 describe('forwarding headers', () => {
