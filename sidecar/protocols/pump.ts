@@ -55,13 +55,7 @@ class Pump {
     if (dst.errored) return this.fail(dst.errored);
     if (dst.destroyed || dst.writableEnded) return this.fail(prematureClose());
     if (src.destroyed && !src.readableEnded) return this.fail(prematureClose());
-    src.on('error', onSourceError);
-    src.on('close', onSourceClose);
-    src.on('end', onSourceEnd);
-    dst.on('drain', onTargetDrain);
-    dst.on('finish', onTargetFinish);
-    dst.on('error', onTargetError);
-    dst.on('close', onTargetClose);
+    listeners(src, dst, 'on');
     if (src.readableEnded) dst.end();
     else src.on('data', onSourceData);
   }
@@ -89,13 +83,7 @@ class Pump {
   #cleanup(): void {
     const { src, dst } = this;
     src.off('data', onSourceData);
-    src.off('end', onSourceEnd);
-    src.off('error', onSourceError);
-    src.off('close', onSourceClose);
-    dst.off('drain', onTargetDrain);
-    dst.off('finish', onTargetFinish);
-    dst.off('error', onTargetError);
-    dst.off('close', onTargetClose);
+    listeners(src, dst, 'off');
   }
 }
 
@@ -129,6 +117,20 @@ function onSourceClose(this: Source): void {
 
 function onTargetClose(this: Target): void {
   if (!this.writableFinished) this[kAsTarget].fail(this.errored ?? prematureClose());
+}
+
+/**
+ * What a pump listens to on each side while it runs ('data' on the source too, once it flows), added
+ * and removed by the same list. Direct calls, not a table walked with for-of: that allocated per pump.
+ */
+function listeners(src: Source, dst: Target, method: 'on' | 'off'): void {
+  src[method]('error', onSourceError);
+  src[method]('close', onSourceClose);
+  src[method]('end', onSourceEnd);
+  dst[method]('drain', onTargetDrain);
+  dst[method]('finish', onTargetFinish);
+  dst[method]('error', onTargetError);
+  dst[method]('close', onTargetClose);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { connect as h2connect } from 'node:http2';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -194,6 +194,22 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     expect(decodeURIComponent(String(headers['grpc-message']))).toMatch(/grpc-timeout/);
   });
 
+  /** GET `path` on an HTTP/2 client session: the head's status and x-meshlet-error, the body, and whether the stream ended cleanly or was cut. */
+  function h2Get(session: ClientHttp2Session, path: string): Promise<{ status: unknown; error: unknown; text: string; outcome: string }> {
+    return new Promise((resolve) => {
+      const stream = session.request({ ':path': path });
+      stream.end();
+      let head: Record<string, unknown> = {};
+      let text = '';
+      stream.on('response', (h) => (head = h));
+      stream.setEncoding('utf8');
+      stream.on('data', (c: string) => (text += c));
+      stream.on('end', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text, outcome: 'ended' }));
+      stream.on('close', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text, outcome: `closed (code ${stream.rstCode})` }));
+      stream.on('error', () => {});
+    });
+  }
+
   it('plain HTTP/2 (h2c, node:http2 client) through an http2 upstream to a node:http2 app', async () => {
     const app = (await import('node:http2')).createServer((req, res) => {
       let body = '';
@@ -239,21 +255,9 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     const outbound = await sidecar({ service: { name: 'frontend', port: 1 }, upstreams: [{ name: 'web', protocol: 'http2', endpoints: [{ address: '127.0.0.1', port: appPort }], retries: { enabled: false } }] });
     const session = h2connect(upstreamUrl(outbound, 'web'));
     cleanup.push(() => void session.close());
-    const ask = (path: string) =>
-      new Promise<{ status: unknown; error: unknown; text: string }>((resolve, reject) => {
-        const stream = session.request({ ':path': path });
-        stream.end();
-        let head: Record<string, unknown> = {};
-        let text = '';
-        stream.on('response', (h) => (head = h));
-        stream.setEncoding('utf8');
-        stream.on('data', (c: string) => (text += c));
-        stream.on('end', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text }));
-        stream.on('error', reject);
-      });
-    expect(await ask('/reset')).toMatchObject({ status: 502, error: 'upstream_reset' });
-    expect(await ask('/ok')).toEqual({ status: 200, error: undefined, text: 'fine' });
-    expect(await ask('/reset')).toMatchObject({ status: 502, error: 'upstream_reset' });
+    expect(await h2Get(session, '/reset')).toMatchObject({ status: 502, error: 'upstream_reset', outcome: 'ended' });
+    expect(await h2Get(session, '/ok')).toEqual({ status: 200, error: undefined, text: 'fine', outcome: 'ended' });
+    expect(await h2Get(session, '/reset')).toMatchObject({ status: 502, error: 'upstream_reset', outcome: 'ended' });
   });
 
   it('http2 upstream timeouts: no head in time is a 504 naming the endpoint, a stalled body is cut, and the endpoint is idle again after both', async () => {
@@ -273,21 +277,11 @@ describe('gRPC and HTTP/2 through sidecars (real @grpc/grpc-js peers)', () => {
     });
     // A session per request: the listener's own idle timeout (the same 300 ms) may close a client
     // session that saw no frame while its request waited.
-    const ask = (path: string) =>
-      new Promise<{ status: unknown; error: unknown; text: string; outcome: string }>((resolve) => {
-        const session = h2connect(upstreamUrl(outbound, 'web'));
-        cleanup.push(() => void session.close());
-        const stream = session.request({ ':path': path });
-        stream.end();
-        let head: Record<string, unknown> = {};
-        let text = '';
-        stream.on('response', (h) => (head = h));
-        stream.setEncoding('utf8');
-        stream.on('data', (c: string) => (text += c));
-        stream.on('end', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text, outcome: 'ended' }));
-        stream.on('close', () => resolve({ status: head[':status'], error: head['x-meshlet-error'], text, outcome: `closed (code ${stream.rstCode})` }));
-        stream.on('error', () => {});
-      });
+    const ask = (path: string) => {
+      const session = h2connect(upstreamUrl(outbound, 'web'));
+      cleanup.push(() => void session.close());
+      return h2Get(session, path);
+    };
     const silent = await ask('/silent');
     expect(silent).toMatchObject({ status: 504, error: 'upstream_timeout', outcome: 'ended' });
     expect(silent.text).toContain(`web@127.0.0.1:${appPort} sent no response headers within 300 ms`);
