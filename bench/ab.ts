@@ -21,8 +21,7 @@ import { parseArgs } from 'node:util';
 import { haproxy, LARGE_PATH, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
-import { wrk } from './lib/wrk.ts';
-import { h2load, h2loadErrorCount } from './lib/h2load.ts';
+import { runLoad } from './lib/load.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -149,15 +148,7 @@ for (const [i, spec] of positionals.entries()) {
 await waitForPort(haproxyPort, 'haproxy');
 
 /** One load run against `port`: wrk, or h2load for --h2. */
-async function load(port: number, secs: number): Promise<{ rps: number; requests: number; mbps: number; latencyMs: number; errors: number }> {
-  const url = `http://127.0.0.1:${port}${path}`;
-  if (h2) {
-    const r = await h2load({ url, clients: 10, streams: 10, seconds: secs, cpu: LOAD });
-    return { rps: r.rps, requests: r.requests, mbps: r.mbps, latencyMs: r.requestTimeUs.mean / 1000, errors: h2loadErrorCount(r) };
-  }
-  const r = await wrk({ url, connections, seconds: secs, cpu: LOAD });
-  return { rps: r.rps, requests: r.requests, mbps: r.mbps, latencyMs: r.latencyUs.p99 / 1000, errors: Object.values(r.errors).reduce((a, b) => a + b, 0) };
-}
+const load = (port: number, secs: number) => runLoad({ url: `http://127.0.0.1:${port}${path}`, seconds: secs, cpu: LOAD, h2, connections });
 
 try {
   for (const t of targets) await load(t.port, 2);

@@ -12,9 +12,8 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { summarizeAllocations } from './lib/alloc-summary.ts';
-import { h2load } from './lib/h2load.ts';
+import { runLoad } from './lib/load.ts';
 import { freePort, killAll, start, stop, waitForPort } from './lib/procs.ts';
-import { wrk } from './lib/wrk.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -46,8 +45,7 @@ const args = ['--expose-gc', '--import', join(import.meta.dirname, 'lib', 'alloc
 const meshlet = start('meshlet', pinned ? '1' : undefined, process.execPath, args, join(dir, 'meshlet.log'), { ...process.env, ALLOC_PROFILE_OUT: profileFile });
 
 const url = `http://127.0.0.1:${port}${SMALL_PATH}`;
-const load = async (secs: number): Promise<number> =>
-  flags.h2 ? (await h2load({ url, clients: 10, streams: 10, seconds: secs, cpu: LOAD })).requests : (await wrk({ url, connections: 50, seconds: secs, cpu: LOAD })).requests;
+const load = async (secs: number): Promise<number> => (await runLoad({ url, seconds: secs, cpu: LOAD, h2: flags.h2 })).requests;
 let requests: number;
 try {
   await waitForPort(backendPort, 'backend');

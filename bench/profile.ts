@@ -11,8 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { freePort, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
-import { wrk } from './lib/wrk.ts';
-import { h2load, h2loadErrorCount } from './lib/h2load.ts';
+import { runLoad } from './lib/load.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MAIN = join(ROOT, 'sidecar', 'main.ts');
@@ -53,16 +52,9 @@ try {
   const url = `http://127.0.0.1:${port}${SMALL_PATH}`;
   const cpu = pinned ? '0' : undefined;
   // Warm the JIT first; the profile still includes start-up, which the summary shows apart.
-  if (h2) {
-    await h2load({ url, clients: 10, streams: 10, seconds: 2, cpu });
-    const result = await h2load({ url, clients: 10, streams: 10, seconds, cpu });
-    process.stdout.write(`load: ${result.rps.toFixed(0)} req/s (HTTP/2), mean ${(result.requestTimeUs.mean / 1000).toFixed(2)} ms, errors ${h2loadErrorCount(result)}\n`);
-  } else {
-    await wrk({ url, connections: 50, seconds: 2, headers, cpu });
-    const result = await wrk({ url, connections: 50, seconds, headers, cpu });
-    const errors = Object.values(result.errors).reduce((a, b) => a + b, 0);
-    process.stdout.write(`load: ${result.rps.toFixed(0)} req/s, p99 ${(result.latencyUs.p99 / 1000).toFixed(2)} ms, errors ${errors}\n`);
-  }
+  await runLoad({ url, seconds: 2, cpu, h2, headers });
+  const result = await runLoad({ url, seconds, cpu, h2, headers });
+  process.stdout.write(`load: ${result.rps.toFixed(0)} req/s${h2 ? ' (HTTP/2), mean' : ', p99'} ${result.latencyMs.toFixed(2)} ms, errors ${result.errors}\n`);
 } finally {
   for (const p of procs) await stop(p);
   await stop(backend);

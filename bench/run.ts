@@ -18,7 +18,7 @@ import { haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshlet
 import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 import { freePort, killAll, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
-import { wrk } from './lib/wrk.ts';
+import { wrk, wrkErrorCount } from './lib/wrk.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const { values: flags } = parseArgs({
@@ -426,7 +426,7 @@ async function main(): Promise<void> {
           cpu: LOAD_CPU,
         });
         runs.push({ round, workload: w.id, target: t.id, result });
-        const errors = result.errors.status + result.errors.connect + result.errors.read + result.errors.write + result.errors.timeout;
+        const errors = wrkErrorCount(result);
         log(
           `round ${round + 1}/${plan.rounds} ${w.id.padEnd(9)} ${t.id.padEnd(16)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.mbps.toFixed(1).padStart(8)} MB/s p99 ${(result.latencyUs.p99 / 1000).toFixed(2)} ms${errors ? ` ERRORS ${JSON.stringify(result.errors)}` : ''}`,
         );

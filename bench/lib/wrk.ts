@@ -51,3 +51,9 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
     mbps: raw.bytes / seconds / 1e6,
   };
 }
+
+/** Socket errors, timeouts and non-2xx/3xx responses of a run, all together. */
+export function wrkErrorCount(result: WrkResult): number {
+  const e = result.errors;
+  return e.connect + e.read + e.write + e.status + e.timeout;
+}
