@@ -31,8 +31,11 @@ export class ConnectionTimer {
     this.#timer?.refresh();
   }
 
-  /** Stops it, so it neither fires nor keeps its owner alive. */
+  /** Stops it, so it neither fires nor keeps its owner alive; a later arm() starts a new one. */
   clear(): void {
     if (this.#timer) clearTimeout(this.#timer);
+    // Forget it: arm() with the same duration would otherwise refresh() it, which revives a cleared timer.
+    this.#timer = null;
+    this.#ms = 0;
   }
 }
