@@ -53,8 +53,9 @@ type AttemptStream = ClientHttp2Stream & { [kAttempt]: H2Attempt };
 /**
  * One attempt on one upstream stream, and once its head arrived, the response: a single object per
  * request instead of a closure per listener (the HTTP/2 path's allocations are mostly node:http2's,
- * what is left of ours should not add to them). Listens to the client going away as an
- * EventListener object (`handleEvent`).
+ * what is left of ours should not add to them). Listens to the client going away with one function
+ * (an EventListener object, `handleEvent`, kept each request alive until a full GC: see the wire pool's
+ * PendingRequest.onAbort).
  */
 class H2Attempt implements H2UpstreamResponse {
   // Set when the head arrives (the promise resolves with this object only then).
@@ -87,7 +88,7 @@ class H2Attempt implements H2UpstreamResponse {
     s[kAttempt] = this;
     this.body = s;
     // One listener per event for the stream's whole life, switching on #settled.
-    x.signal.addEventListener('abort', this);
+    x.signal.addEventListener('abort', this.#onAbort);
     // Errors after the head reach whoever reads the body (it checks `errored`); never an unhandled 'error'.
     s.on('error', onStreamError);
     s.on('close', onStreamClose);
@@ -96,11 +97,11 @@ class H2Attempt implements H2UpstreamResponse {
   }
 
   /** The exchange's signal: before the head the client leaving fails the attempt; after it, it cancels the stream and pumping the body reports it. */
-  handleEvent(): void {
+  readonly #onAbort = (): void => {
     const reason = this.#x.signal.reason as unknown;
     if (this.#settled) this.body.destroy(upstreamError(reason, this.#peer));
     else this.fail(reason);
-  }
+  };
 
   fail(err: unknown): void {
     if (this.#settled) return;
@@ -124,7 +125,7 @@ class H2Attempt implements H2UpstreamResponse {
 
   closed(): void {
     this.endpoint.active--;
-    this.#x.signal.removeEventListener('abort', this);
+    this.#x.signal.removeEventListener('abort', this.#onAbort);
     // The Error (and its stack) only when the stream really closed before its head.
     if (!this.#settled) this.fail(Object.assign(new Error(`stream closed before response headers (HTTP/2 code ${this.body.rstCode ?? '?'})`), { code: 'ECONNRESET' }));
   }

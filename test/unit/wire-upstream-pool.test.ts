@@ -5,6 +5,8 @@ import { connect as netConnect, createServer as createNetServer, type Server as 
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { BodySink, WireBody } from '../../sidecar/protocols/wire/response-body.ts';
 import { type WirePoolOptions, WirePool, type WireRequestOptions } from '../../sidecar/protocols/wire/upstream-pool.ts';
@@ -666,6 +668,46 @@ describe('WirePool: backpressure and resource use', () => {
     expect(counts()).toEqual(before);
     expect(sockets.length).toBe(1);
     expect(server.connections()).toBe(1);
+  });
+
+  it('leaves nothing of a finished request with a signal for a scavenge to keep (promoted only by a full GC before)', async () => {
+    // Regression: the signal's listener was the request object itself (`handleEvent`); Node's wrapper
+    // for such a listener kept every finished request (its head, promise and response) alive through
+    // scavenges, so each one was copied to the old generation. Measured here as old-space growth after
+    // young-generation GCs only: about the size of the request heads before, near zero now.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as (options?: { type: 'major' | 'minor' }) => void;
+    const oldSpaceUsed = () => getHeapSpaceStatistics().find((space) => space.space_name === 'old_space')?.space_used_size ?? 0;
+    const server = await rawServer((socket) => {
+      let seen = '';
+      socket.on('data', (chunk: Buffer) => {
+        seen += chunk.toString('latin1');
+        while (seen.includes('\r\n\r\n')) {
+          seen = seen.slice(seen.indexOf('\r\n\r\n') + 4);
+          socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx');
+        }
+      });
+    });
+    const { pool } = makePool(server.port);
+    const requests = 200;
+    const pathBytes = 16 * 1024;
+    const run = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        // A distinct 16 KiB head per request: what survives is counted in heads.
+        const res = await pool.request(get(`/${i}/${'a'.repeat(pathBytes)}`, { signal: new AbortController().signal }));
+        await readBody(res.body);
+      }
+    };
+    await run(20);
+    gc();
+    const before = oldSpaceUsed();
+    await run(requests);
+    await new Promise((resolve) => setImmediate(resolve));
+    gc({ type: 'minor' });
+    gc({ type: 'minor' });
+    const promoted = oldSpaceUsed() - before;
+    // Before the fix: ~requests * pathBytes (3.2 MiB and more). The bound leaves room for code and feedback.
+    expect(promoted).toBeLessThan((requests * pathBytes) / 4);
   });
 
   it('keeps a small body that arrives before anyone reads it without pausing the socket', async () => {
