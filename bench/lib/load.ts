@@ -11,6 +11,8 @@ export interface LoadOptions {
   readonly cpu?: string | undefined;
   readonly h2?: boolean;
   readonly connections?: number;
+  /** wrk only: per-connection pause between requests (ms), for a fixed moderate rate. */
+  readonly thinkMs?: number;
   readonly headers?: readonly string[];
 }
 
@@ -29,6 +31,6 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     const r = await h2load({ url, clients: 10, streams: 10, seconds, cpu });
     return { rps: r.rps, requests: r.requests, mbps: r.mbps, latencyMs: r.requestTimeUs.mean / 1000, errors: h2loadErrorCount(r) };
   }
-  const r = await wrk({ url, connections: options.connections ?? 50, seconds, headers: options.headers, cpu });
+  const r = await wrk({ url, connections: options.connections ?? 50, seconds, thinkMs: options.thinkMs, headers: options.headers, cpu });
   return { rps: r.rps, requests: r.requests, mbps: r.mbps, latencyMs: r.latencyUs.p99 / 1000, errors: wrkErrorCount(r) };
 }
