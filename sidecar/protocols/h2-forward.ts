@@ -48,7 +48,7 @@ function sendBody(body: Readable, stream: ClientHttp2Stream): void {
 
 /** Where a stream's listeners (module functions, called with the stream as `this`) find their attempt. */
 const kAttempt = Symbol('meshlet.h2Attempt');
-type AttemptStream = ClientHttp2Stream & { [kAttempt]: H2Attempt };
+type AttemptStream = ClientHttp2Stream & { [kAttempt]: H2Attempt | undefined };
 
 /**
  * One attempt on one upstream stream, and once its head arrived, the response: a single object per
@@ -153,24 +153,31 @@ class H2Attempt implements H2UpstreamResponse {
 }
 
 function onStreamError(this: AttemptStream, err: Error): void {
-  this[kAttempt].fail(err);
+  this[kAttempt]?.fail(err);
 }
 
+/**
+ * 'close' is a stream's last event: the attempt is done with it, so the stream lets go of the attempt
+ * (and through it the exchange, the client's request and response). node:http2 keeps a closed stream's
+ * objects alive through scavenges until a full GC; what they point to would be kept as long.
+ */
 function onStreamClose(this: AttemptStream): void {
-  this[kAttempt].closed();
+  const attempt = this[kAttempt];
+  this[kAttempt] = undefined;
+  attempt?.closed();
 }
 
 function onStreamResponse(this: AttemptStream, headers: IncomingHttpHeaders, flags: number): void {
-  this[kAttempt].response(headers, flags);
+  this[kAttempt]?.response(headers, flags);
 }
 
 function onStreamTrailers(this: AttemptStream, trailers: IncomingHttpHeaders): void {
-  this[kAttempt].trailers(trailers);
+  this[kAttempt]?.trailers(trailers);
 }
 
 /** http2 stream timeouts call back with the stream as `this`. */
 function onBodyIdle(this: AttemptStream): void {
-  this[kAttempt].bodyIdle();
+  this[kAttempt]?.bodyIdle();
 }
 
 function onHeadTimeout(attempt: H2Attempt, ms: number): void {

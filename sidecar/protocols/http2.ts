@@ -63,14 +63,20 @@ function clientHeaders(response: Record<string, string | string[] | undefined>, 
 
 /** Where a response's 'close' listener (one module function, called with the response as `this`) finds the exchange's controller. */
 const kClient = Symbol('meshlet.clientAbort');
-type ClientTracked = Res & { [kClient]: AbortController };
+type ClientTracked = Res & { [kClient]: AbortController | undefined };
 
-/** The client went away before its response finished: stop the upstream work too. */
+/**
+ * The client went away before its response finished: stop the upstream work too. 'close' is the
+ * response's last event, so the slot is emptied: node:http2 keeps a finished stream's objects alive
+ * through scavenges until a full GC, and the controller leads to the whole exchange.
+ */
 function onClientClose(this: ClientTracked): void {
+  const client = this[kClient];
+  this[kClient] = undefined;
   // A client's RST_STREAM can leave the compat response claiming writableFinished: the code tells.
   const stream = (this as Http2ServerResponse).stream as Http2ServerResponse['stream'] | undefined;
   const reset = stream !== undefined && (stream.rstCode ?? 0) !== constants.NGHTTP2_NO_ERROR;
-  if (reset || !this.writableFinished) this[kClient].abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
+  if (reset || !this.writableFinished) client?.abort(meshError('UPSTREAM_RESET', 'client closed the stream'));
 }
 
 /** Builds the `(req, res)` handler of an HTTP/2 listener proxying to `options.cluster`. */

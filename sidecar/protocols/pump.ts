@@ -29,8 +29,8 @@ function ignore(): void {}
  */
 const kAsSource = Symbol('meshlet.pumpSource');
 const kAsTarget = Symbol('meshlet.pumpTarget');
-type Source = Readable & { [kAsSource]: Pump };
-type Target = PumpTarget & { [kAsTarget]: Pump };
+type Source = Readable & { [kAsSource]: Pump | undefined };
+type Target = PumpTarget & { [kAsTarget]: Pump | undefined };
 
 /** One src -> dst copy in progress: settles once, on dst's 'finish' or on the first failure. */
 class Pump {
@@ -80,43 +80,54 @@ class Pump {
     this.#reject(err);
   }
 
+  /**
+   * Removes the listeners and the streams' slots: a settled pump must not be reachable from either
+   * stream. node:http2 keeps a finished stream alive through scavenges until a full GC, and through a
+   * slot it would keep the pump and the other side's stream (with everything they hold) as long.
+   */
   #cleanup(): void {
     const { src, dst } = this;
     src.off('data', onSourceData);
     listeners(src, dst, 'off');
+    if (src[kAsSource] === this) src[kAsSource] = undefined;
+    if (dst[kAsTarget] === this) dst[kAsTarget] = undefined;
   }
 }
 
+// The listeners run only while their pump is running (#cleanup removes them with the slots), so the
+// slot is set whenever one of them is called; `?.` keeps a stray late call harmless all the same.
+
 function onSourceData(this: Source, chunk: Buffer): void {
-  if (!this[kAsSource].dst.write(chunk)) this.pause();
+  const pump = this[kAsSource];
+  if (pump !== undefined && !pump.dst.write(chunk)) this.pause();
 }
 
 function onTargetDrain(this: Target): void {
-  this[kAsTarget].src.resume();
+  this[kAsTarget]?.src.resume();
 }
 
 function onSourceEnd(this: Source): void {
-  this[kAsSource].dst.end();
+  this[kAsSource]?.dst.end();
 }
 
 function onTargetFinish(this: Target): void {
-  this[kAsTarget].finish();
+  this[kAsTarget]?.finish();
 }
 
 function onSourceError(this: Source, err: Error): void {
-  this[kAsSource].fail(err);
+  this[kAsSource]?.fail(err);
 }
 
 function onTargetError(this: Target, err: Error): void {
-  this[kAsTarget].fail(err);
+  this[kAsTarget]?.fail(err);
 }
 
 function onSourceClose(this: Source): void {
-  if (!this.readableEnded) this[kAsSource].fail(this.errored ?? prematureClose());
+  if (!this.readableEnded) this[kAsSource]?.fail(this.errored ?? prematureClose());
 }
 
 function onTargetClose(this: Target): void {
-  if (!this.writableFinished) this[kAsTarget].fail(this.errored ?? prematureClose());
+  if (!this.writableFinished) this[kAsTarget]?.fail(this.errored ?? prematureClose());
 }
 
 /**
