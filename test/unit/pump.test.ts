@@ -76,6 +76,29 @@ describe('pump (response body streaming)', () => {
     expect(after).toEqual(before);
   });
 
+  it('leaves nothing that leads back to it on either stream once settled, resolved or failed', async () => {
+    // A finished node:http2 stream can outlive its request by a while (it survives scavenges until a
+    // full GC): whatever the pump left on it would be kept as long, the other stream included.
+    const reachable = (stream: object) =>
+      Object.getOwnPropertySymbols(stream)
+        .filter((symbol) => symbol.description?.startsWith('meshlet.'))
+        .map((symbol) => (stream as Record<symbol, unknown>)[symbol])
+        .filter((value) => value !== undefined);
+    const src = Readable.from([Buffer.from('a')], { objectMode: false });
+    const dst = sink();
+    await pump(src, dst);
+    expect(reachable(src)).toEqual([]);
+    expect(reachable(dst)).toEqual([]);
+
+    const broken = new PassThrough();
+    const other = sink();
+    const failing = pump(broken, other);
+    broken.destroy(Object.assign(new Error('gone'), { code: 'ECONNRESET' }));
+    await expect(failing).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect(reachable(broken)).toEqual([]);
+    expect(reachable(other)).toEqual([]);
+  });
+
   it('a stream in the middle of two pumps (destination of one, source of the other) serves both, and its failure fails both', async () => {
     const first = new PassThrough();
     const middle = new PassThrough();
