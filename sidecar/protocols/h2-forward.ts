@@ -53,9 +53,9 @@ type AttemptStream = ClientHttp2Stream & { [kAttempt]: H2Attempt | undefined };
 /**
  * One attempt on one upstream stream, and once its head arrived, the response: a single object per
  * request instead of a closure per listener (the HTTP/2 path's allocations are mostly node:http2's,
- * what is left of ours should not add to them). Listens to the client going away with one function
- * (an EventListener object, `handleEvent`, kept each request alive until a full GC: see the wire pool's
- * PendingRequest.onAbort).
+ * what is left of ours should not add to them). Listens to the client going away with one function,
+ * not with itself as an EventListener object (`handleEvent`): Node's wrapper for those kept each request
+ * alive until a full GC (see the wire pool's PendingRequest.onAbort).
  */
 class H2Attempt implements H2UpstreamResponse {
   // Set when the head arrives (the promise resolves with this object only then).
