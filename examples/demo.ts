@@ -17,8 +17,10 @@ import { loadGreeter, startGreeterServer } from './grpc/server.ts';
 
 const MAIN = new URL('../sidecar/main.ts', import.meta.url).pathname;
 
-/** Asks the OS for a free loopback port. */
-export function freePort(): Promise<number> {
+/** Ports freePort handed out in this process: each is for a different listener, none of them open yet. */
+const handedOut = new Set<number>();
+
+function askOsForPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -29,17 +31,50 @@ export function freePort(): Promise<number> {
   });
 }
 
-function startSidecar(name: string, configPath: string, quiet: boolean): ChildProcess {
+/**
+ * A free loopback port, never one this process was given before: the OS may offer a port again once
+ * its probe closed, and two sidecars configured with the same port fail (seen in the demo: the frontend's
+ * admin port was also the gRPC sidecar's, so one exited with EADDRINUSE while the other answered for it).
+ */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await askOsForPort();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no loopback port that was not already handed out after 100 tries');
+}
+
+interface DemoSidecar {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly adminPort: number;
+}
+
+function startSidecar(name: string, configPath: string, adminPort: number, quiet: boolean): DemoSidecar {
   const child = spawn(process.execPath, [MAIN, 'sidecar', '--config', configPath], { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit'] });
   child.on('exit', (code, signal) => {
     if (code !== 0 && signal === null) process.stderr.write(`sidecar ${name} exited with code ${code}\n`);
   });
-  return child;
+  return { name, child, adminPort };
 }
 
-async function sidecarReady(adminPort: number, timeoutMs = 15_000): Promise<void> {
-  const { ready, last } = await waitReady(`http://127.0.0.1:${adminPort}`, timeoutMs);
-  if (!ready) throw new Error(`sidecar with admin port ${adminPort} not ready after ${timeoutMs} ms (last: ${last})`);
+/** Ready on its admin port; fails at once, naming the sidecar, if its process exits first. */
+async function sidecarReady(sidecar: DemoSidecar, timeoutMs = 15_000): Promise<void> {
+  const { child, name, adminPort } = sidecar;
+  let onExit: (() => void) | undefined;
+  const exited = new Promise<never>((_resolve, reject) => {
+    onExit = () => reject(new Error(`sidecar ${name} exited (code ${child.exitCode ?? child.signalCode}) before it was ready`));
+    if (child.exitCode !== null || child.signalCode !== null) onExit();
+    else child.once('exit', onExit);
+  });
+  try {
+    const { ready, last } = await Promise.race([waitReady(`http://127.0.0.1:${adminPort}`, timeoutMs), exited]);
+    if (!ready) throw new Error(`sidecar ${name} (admin port ${adminPort}) not ready after ${timeoutMs} ms (last: ${last})`);
+  } finally {
+    if (onExit) child.off('exit', onExit);
+  }
 }
 
 /** One gRPC call through the mesh, printed; resolves whether it succeeded. */
@@ -71,7 +106,7 @@ export async function runDemo(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { requests: { type: 'string' }, interval: { type: 'string', default: '500' }, verbose: { type: 'boolean', default: false } } });
   const maxRequests = values.requests ? Number(values.requests) : Infinity;
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-demo-'));
-  const children: ChildProcess[] = [];
+  const sidecars: DemoSidecar[] = [];
   const stops: Array<() => Promise<void>> = [];
   const catalogPath = join(dir, 'catalog.yaml');
   // mTLS on: every sidecar signs its own leaf with a throwaway CA in the demo's temp dir.
@@ -99,8 +134,8 @@ export async function runDemo(args: string[]): Promise<number> {
     };
     const path = join(dir, `${instance}.json`);
     await writeFile(path, JSON.stringify(config, null, 2));
-    children.push(startSidecar(instance, path, !values.verbose));
-    instances.push({ instance, inbound, admin });
+    sidecars.push(startSidecar(instance, path, admin, !values.verbose));
+    instances.push({ instance, inbound });
   }
   // A gRPC service too: h2 over mTLS between sidecars, h2c to the app, checked with grpc.health.v1.
   const grpcApp = await startGreeterServer(0, 'greeter-grpc');
@@ -117,7 +152,7 @@ export async function runDemo(args: string[]): Promise<number> {
   };
   const grpcConfigPath = join(dir, 'greeter-grpc.json');
   await writeFile(grpcConfigPath, JSON.stringify(grpcConfig, null, 2));
-  children.push(startSidecar('greeter-grpc', grpcConfigPath, !values.verbose));
+  sidecars.push(startSidecar('greeter-grpc', grpcConfigPath, grpcAdmin, !values.verbose));
   const grpcUpstreamPort = await freePort();
 
   await writeFile(catalogPath, `services:\n  greeter:\n${instances.map((i) => `    - { address: 127.0.0.1, port: ${i.inbound} }`).join('\n')}\n`);
@@ -138,7 +173,8 @@ export async function runDemo(args: string[]): Promise<number> {
   };
   const frontendPath = join(dir, 'frontend.json');
   await writeFile(frontendPath, JSON.stringify(frontendConfig, null, 2));
-  children.push(startSidecar('frontend', frontendPath, !values.verbose));
+  sidecars.push(startSidecar('frontend', frontendPath, frontendAdmin, !values.verbose));
+  const children = sidecars.map((sidecar) => sidecar.child);
 
   let stopping = false;
   const shutdown = async () => {
@@ -153,7 +189,7 @@ export async function runDemo(args: string[]): Promise<number> {
   process.once('SIGTERM', () => void shutdown());
 
   try {
-    await Promise.all([...instances.map((i) => sidecarReady(i.admin)), sidecarReady(grpcAdmin), sidecarReady(frontendAdmin)]);
+    await Promise.all(sidecars.map((sidecar) => sidecarReady(sidecar)));
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n`);
     await shutdown();
