@@ -21,6 +21,16 @@ export interface LlhttpParser {
   close(): void;
   pause(): void;
   resume(): void;
+  /**
+   * Makes the native parser the reader of a StreamBase handle (a socket's `_handle`): each read is
+   * parsed in C++ without a JS 'data' event, then `kOnExecute` is called with what execute() would
+   * have returned. node:http's server does this for every connection.
+   */
+  consume(handle: object): void;
+  /** Gives the handle's reads back to the socket (its 'data' events). */
+  unconsume(): void;
+  /** Inside kOnExecute of a consumed handle: a copy of the chunk just parsed. */
+  getCurrentBuffer(): Buffer;
   [key: number]: unknown;
 }
 
@@ -60,6 +70,8 @@ export const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
 /** `(chunk: Buffer)`: body bytes, already de-chunked. */
 export const kOnBody = HTTPParser.kOnBody;
 export const kOnMessageComplete = HTTPParser.kOnMessageComplete;
+/** `(result: number | LlhttpError)`: after each read a consumed parser parsed (see `consume`). */
+export const kOnExecute = HTTPParser.kOnExecute;
 
 /** A strict parser for requests (`'request'`) or responses; heads over `maxHeaderBytes` fail with HPE_HEADER_OVERFLOW. */
 export function createParser(kind: 'request' | 'response', maxHeaderBytes: number): LlhttpParser {
