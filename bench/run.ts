@@ -4,7 +4,7 @@
  * and two hops), plus an HAProxy TLS pair as the mTLS reference and, beside Meshlet's `workers: auto`
  * row, HAProxy with a thread per core. Writes markdown and JSON to bench/results/. Run through `npm run bench` (bench/run.sh).
  *
- *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,newconn,body1m,tcp,h2] [--profile] [--compare DIR[=LABEL]]
+ *   node bench/run.ts [--quick] [--rounds N] [--only keepalive,latency,lockstep,newconn,body1m,tcp,h2] [--profile] [--compare DIR[=LABEL]]
  *
  * --compare adds a "Meshlet one hop" row run from another checkout DIR (e.g. `git archive` of an older
  * commit, with node_modules linked), interleaved with the rest: a before/after in one run.
@@ -385,7 +385,8 @@ async function main(): Promise<void> {
   ];
   const workloads: WorkloadInfo[] = [
     { id: 'keepalive', title: 'HTTP/1.1 keep-alive, small responses', metric: 'rps', path: SMALL_PATH, connections: 50, seconds: plan.seconds.keepalive, targets: httpTargets },
-    { id: 'latency', title: 'Latency at a fixed moderate rate (10 connections x 1 request per 10 ms, about 1k req/s)', metric: 'latency', path: SMALL_PATH, connections: 10, thinkMs: 10, seconds: plan.seconds.latency, targets: httpTargets },
+    { id: 'latency', title: 'Latency at a fixed moderate rate (10 connections, each waiting 5-15 ms at random between requests, about 1k req/s)', metric: 'latency', path: SMALL_PATH, connections: 10, thinkMs: 10, jitter: true, seconds: plan.seconds.latency, targets: httpTargets },
+    { id: 'lockstep', title: 'Latency in bursts (10 connections x 1 request per 10 ms, in step: bursts of 10, about 1k req/s)', metric: 'latency', path: SMALL_PATH, connections: 10, thinkMs: 10, seconds: plan.seconds.latency, targets: httpTargets },
     { id: 'newconn', title: 'New connection per request (Connection: close)', metric: 'rps', path: SMALL_PATH, connections: 50, headers: ['Connection: close'], seconds: plan.seconds.newconn, targets: httpTargets },
     { id: 'body1m', title: '1 MiB response bodies', metric: 'mbps', path: LARGE_PATH, connections: 10, seconds: plan.seconds.body1m, targets: httpTargets },
     { id: 'tcp', title: 'TCP throughput through an L4 upstream (HTTP 1 MiB responses through a byte pipe)', metric: 'mbps', path: LARGE_PATH, connections: 10, seconds: plan.seconds.tcp, targets: tcpTargets },
@@ -422,6 +423,7 @@ async function main(): Promise<void> {
           connections: w.connections,
           seconds: w.seconds,
           thinkMs: w.thinkMs,
+          jitter: w.jitter,
           headers: w.headers,
           cpu: LOAD_CPU,
         });

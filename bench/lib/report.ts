@@ -18,6 +18,8 @@ export interface WorkloadInfo {
   readonly connections: number;
   readonly seconds: number;
   readonly thinkMs?: number;
+  /** wrk: think times drawn at random around thinkMs (see wrk/report.lua). */
+  readonly jitter?: boolean;
   readonly headers?: readonly string[];
   /** Load generator: wrk (HTTP/1.1, the default) or h2load (HTTP/2, `connections` clients x `streams`). */
   readonly tool?: 'wrk' | 'h2load';
@@ -180,7 +182,11 @@ export function checkTargets(report: BenchReport): TargetCheck[] {
   const lat = summarize(report, 'latency', 'meshlet');
   const latDirect = summarize(report, 'latency', 'direct');
   const addedP99 = lat && latDirect ? lat.p99Ms - latDirect.p99Ms : undefined;
-  checks.push({ goal: 'added p99 at ~1k req/s <= 1 ms (one hop)', measured: addedP99 === undefined ? 'n/a' : `${addedP99.toFixed(2)} ms`, reached: addedP99 === undefined ? undefined : addedP99 <= 1 });
+  // The lockstep workload (every connection in step, bursts of 10) is shown beside it, not judged.
+  const burst = summarize(report, 'lockstep', 'meshlet');
+  const burstDirect = summarize(report, 'lockstep', 'direct');
+  const burstNote = burst && burstDirect ? ` (in lockstep bursts of 10: ${(burst.p99Ms - burstDirect.p99Ms).toFixed(2)} ms)` : '';
+  checks.push({ goal: 'added p99 at ~1k req/s <= 1 ms (one hop)', measured: addedP99 === undefined ? 'n/a' : `${addedP99.toFixed(2)} ms${burstNote}`, reached: addedP99 === undefined ? undefined : addedP99 <= 1 });
   const idle = report.memory.idle.meshlet;
   // 80 MB read as 80 x 10^6 bytes, the stricter of the two readings (80 MiB would be 83.9 x 10^6).
   checks.push({ goal: 'idle RSS <= 80 MB', measured: idle === undefined ? 'n/a' : `${mib(idle)} (${(idle / 1e6).toFixed(1)} MB)`, reached: idle === undefined ? undefined : idle <= 80e6 });

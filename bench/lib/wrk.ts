@@ -19,6 +19,8 @@ export interface WrkOptions {
   readonly seconds: number;
   /** Per-connection pause between requests (ms) for a fixed moderate rate. */
   readonly thinkMs?: number;
+  /** Draw each think time at random from [thinkMs/2, 3*thinkMs/2] so connections do not fall into step. */
+  readonly jitter?: boolean;
   readonly headers?: readonly string[];
   readonly cpu?: string;
 }
@@ -29,6 +31,7 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--timeout', '10s', '-s', SCRIPT];
   for (const h of options.headers ?? []) args.push('-H', h);
   args.push(options.url, '--', String(options.thinkMs ?? 0));
+  if (options.jitter) args.push('jitter');
   const argv = options.cpu === undefined ? ['wrk', ...args] : ['taskset', '-c', options.cpu, 'wrk', ...args];
   const out = await run(argv[0]!, argv.slice(1), (options.seconds + 30) * 1000);
   const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
