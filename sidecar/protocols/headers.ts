@@ -5,11 +5,18 @@ const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'pro
 
 export type HeaderMap = Record<string, string | string[]>;
 
+/** What `Connection: close` lists, shared: every request or response that ends its connection carries it. */
+const CLOSE_ONLY: ReadonlySet<string> = new Set(['close']);
+
 /** Names listed in a Connection header are hop-by-hop too. */
-function connectionListed(value: string | string[] | undefined): Set<string> | undefined {
+function connectionListed(value: string | string[] | undefined): ReadonlySet<string> | undefined {
   if (!value) return undefined;
-  // The values nearly every message carries name nothing beyond the hop-by-hop set: skip the parse.
-  if (typeof value === 'string' && HOP_BY_HOP.has(value.length < 16 ? value.toLowerCase() : '')) return undefined;
+  // The values nearly every message carries ("keep-alive", "upgrade", "close") need no parse.
+  if (typeof value === 'string' && value.length < 16) {
+    const lower = value.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) return undefined;
+    if (lower === 'close') return CLOSE_ONLY;
+  }
   const text = Array.isArray(value) ? value.join(',') : value;
   const names = new Set<string>();
   for (const part of text.split(',')) {

@@ -18,6 +18,12 @@ describe('hop-by-hop headers', () => {
     expect(out).toEqual({ 'x-end': '2', 'content-type': 'text/plain' });
   });
 
+  it('reads the common Connection values without a parse, with the same result', () => {
+    expect(endToEndHeaders({ connection: 'Close', close: 'x', 'x-end': '1' })).toEqual({ 'x-end': '1' });
+    expect(endToEndHeaders({ connection: 'keep-alive', 'x-end': '1' })).toEqual({ 'x-end': '1' });
+    expect(endToEndHeaders({ connection: 'close,x-hop', 'x-hop': '1', 'x-end': '1' })).toEqual({ 'x-end': '1' });
+  });
+
   it('drops HTTP/2 pseudo-headers: they describe one message, never a field to relay', () => {
     const out = endToEndHeaders({ ':method': 'GET', ':path': '/x', ':authority': 'svc', ':scheme': 'http', 'content-type': 'application/grpc', te: 'trailers' });
     expect(out).toEqual({ 'content-type': 'application/grpc' });
