@@ -772,9 +772,10 @@ describe('WireConnection: the native parser reads the socket', () => {
   });
 
   it('counts the bytes the parser reads as activity: a body trickling in is not cut by the idle timeout', async () => {
-    const server = await startServer((req, reply) => void readBody(req).then((body) => reply.end(`got ${body}`)), { idleTimeoutMs: 250, headTimeoutMs: 0 });
+    const server = await startServer((req, reply) => void readBody(req).then((body) => reply.end(`got ${body}`)), { idleTimeoutMs: 400, headTimeoutMs: 0 });
     const client = new RawClient(server.port);
     client.send('POST /slow HTTP/1.1\r\nhost: x\r\ncontent-length: 8\r\n\r\n');
+    // 800 ms of body against a 400 ms idle timeout, one byte every 100 ms: only counted reads keep it open.
     for (const ch of 'abcdefgh') {
       await new Promise((resolve) => setTimeout(resolve, 100));
       client.send(ch);
