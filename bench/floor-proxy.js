@@ -1,8 +1,9 @@
 // The floor of a Node HTTP/1.1 proxy: the least JavaScript one can run per request with Node's own parts.
-// llhttp (node:http's parser) on both sides, a pool of keep-alive upstream sockets reading into one
-// shared buffer, heads rebuilt as strings, the body passed through as it arrives. No features at all:
-// no timeouts, retries, limits, metrics, header validation, or error answers beyond a 502. It is not a
-// proxy anyone should run; it says how much of a gap to HAProxy is Node's and how much is Meshlet's.
+// llhttp (node:http's parser) on both sides, reading client sockets itself, a pool of keep-alive
+// upstream sockets reading into one shared buffer, heads rebuilt as strings, the body passed through as
+// it arrives. No features at all: no timeouts, retries, limits, metrics, header validation, or error
+// answers beyond a 502. It is not a proxy anyone should run; it says how much of a gap to HAProxy is
+// Node's and how much is Meshlet's.
 //   node bench/floor-proxy.js PORT BACKEND_PORT
 import net from 'node:net';
 import { createRequire } from 'node:module';
@@ -95,9 +96,16 @@ net.createServer({ noDelay: true }, (socket) => {
   };
   // Bench requests have no body: the request goes upstream once its head is complete.
   parser[HTTPParser.kOnMessageComplete] = () => dispatch(client);
-  socket.on('data', (data) => {
-    if (parser.execute(data) instanceof Error) socket.destroy();
-  });
+  // The parser reads the socket itself (as node:http's server and Meshlet do): no 'data' event per read.
+  parser[HTTPParser.kOnExecute] = (ret) => {
+    if (ret instanceof Error) socket.destroy();
+  };
+  parser.consume(socket._handle);
+  // Flowing, so that the end of the client's stream ('end') still closes the socket.
+  socket.resume();
   socket.on('error', () => {});
-  socket.on('close', () => parser.free());
+  socket.on('close', () => {
+    parser.unconsume();
+    parser.free();
+  });
 }).listen(port, '127.0.0.1');
