@@ -118,7 +118,7 @@ export class WireConnection implements ReplyChannel {
    * handled; see #leaveNative.
    */
   #native = false;
-  /** The last head was an Upgrade or CONNECT: llhttp stopped after it, and the rest of the chunk is unparsed. */
+  /** During the last native read a head was an Upgrade or CONNECT: llhttp stopped after it, the rest of the chunk is unparsed. */
   #stoppedAfterHead = false;
   readonly #wantBody = (): void => this.#resumeBody();
 
@@ -305,7 +305,9 @@ export class WireConnection implements ReplyChannel {
   readonly #onExecute = (parsed: number | LlhttpError): void => {
     // net refreshes the idle timeout on each read it sees; the parser's reads bypass it.
     (this.socket as unknown as SocketInternals)._unrefTimer();
-    if (typeof parsed === 'number' && !this.#stoppedAfterHead) {
+    const stopped = this.#stoppedAfterHead;
+    this.#stoppedAfterHead = false;
+    if (typeof parsed === 'number' && !stopped) {
       this.#afterParse(null);
       return;
     }
@@ -326,7 +328,6 @@ export class WireConnection implements ReplyChannel {
     let failure: LlhttpError | null = null;
     let parsed = first;
     for (;;) {
-      this.#stoppedAfterHead = false;
       if (typeof parsed !== 'number' && parsed.code === 'HPE_PAUSED') {
         this.#parserPaused = true;
         this.#heldBytes = data.subarray(offset + parsed.bytesParsed);
