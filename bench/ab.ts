@@ -8,8 +8,10 @@
  * the target's processes, and the share spent in the kernel), which moves less than req/s when other
  * work shares the machine.
  * --large fetches the 1 MiB file instead of the 29-byte one; --tcp fetches it through L4 byte pipes
- * (HAProxy `mode tcp`, a Meshlet `protocol: tcp` upstream). --floor adds bench/floor-proxy.js (the least
- * JavaScript a Node proxy can run per request) beside HAProxy, one hop only. --h2 measures one hop of
+ * (HAProxy `mode tcp`, a Meshlet `protocol: tcp` upstream). --two-hop runs each checkout as an mTLS
+ * sidecar pair, compared with the HAProxy TLS pair. --floor adds bench/floor-proxy.js (the least
+ * JavaScript a Node proxy can run per request) beside HAProxy, or with --two-hop two of them with mTLS
+ * between them. --h2 measures one hop of
  * HTTP/2 instead: h2load (10 clients x 10 streams, h2c) through an `http2` upstream to nginx's h2c port,
  * HAProxy with `proto h2` on both sides (mean request time instead of p99). Prints a markdown table of medians;
  * nothing is written to bench/results.
@@ -18,7 +20,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { haproxy, LARGE_PATH, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
+import { haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { runLoad } from './lib/load.ts';
@@ -102,11 +104,32 @@ const haproxyHttpPort = await freePort();
 const haproxyTcpPort = await freePort();
 const haproxyH2Port = await freePort();
 const haproxyPort = h2 ? haproxyH2Port : tcp ? haproxyTcpPort : haproxyHttpPort;
-const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort, h2 ? { port: haproxyH2Port, backend: backendH2Port } : undefined)], join(dir, 'haproxy.log'));
-targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc], samples: newSamples() });
+const floorProxy = join(import.meta.dirname, 'floor-proxy.js');
+if (twoHop) {
+  // Pairs are compared with a pair: HAProxy out -> mTLS -> HAProxy in, both on the proxies' core.
+  const certs = await makeCerts(dir);
+  const outPort = await freePort();
+  const inPort = await freePort();
+  const pair = haproxyTlsPair(dir, certs, outPort, inPort, backendPort);
+  const procs = [start('haproxy-tls-in', PROXY, 'haproxy', ['-f', pair.in], join(dir, 'haproxy-tls-in.log')), start('haproxy-tls-out', PROXY, 'haproxy', ['-f', pair.out], join(dir, 'haproxy-tls-out.log'))];
+  targets.push({ label: 'HAProxy TLS pair', port: outPort, procs, samples: newSamples() });
+  if (flags.floor) {
+    const floorIn = await freePort();
+    const floorOut = await freePort();
+    const floorProcs = [
+      start('floor-in', PROXY, process.execPath, [floorProxy, String(floorIn), String(backendPort), '--tls-in', [certs.ca, certs.serverCert, certs.serverKey].join(',')], join(dir, 'floor-in.log')),
+      start('floor-out', PROXY, process.execPath, [floorProxy, String(floorOut), String(floorIn), '--tls-out', [certs.ca, certs.clientCert, certs.clientKey, 'backend'].join(',')], join(dir, 'floor-out.log')),
+    ];
+    await waitForPort(floorOut, 'floor pair');
+    targets.push({ label: 'Node floor pair (mTLS)', port: floorOut, procs: floorProcs, samples: newSamples() });
+  }
+} else {
+  const haproxyProc = start('haproxy', PROXY, 'haproxy', ['-f', haproxy(dir, haproxyHttpPort, haproxyTcpPort, backendPort, h2 ? { port: haproxyH2Port, backend: backendH2Port } : undefined)], join(dir, 'haproxy.log'));
+  targets.push({ label: 'HAProxy', port: haproxyPort, procs: [haproxyProc], samples: newSamples() });
+}
 if (flags.floor && !twoHop && !tcp) {
   const floorPort = await freePort();
-  const floorProc = start('floor', PROXY, process.execPath, [join(import.meta.dirname, 'floor-proxy.js'), String(floorPort), String(backendPort)], join(dir, 'floor.log'));
+  const floorProc = start('floor', PROXY, process.execPath, [floorProxy, String(floorPort), String(backendPort)], join(dir, 'floor.log'));
   await waitForPort(floorPort, 'floor proxy');
   targets.push({ label: 'Node floor (bench/floor-proxy.js)', port: floorPort, procs: [floorProc], samples: newSamples() });
 }
@@ -145,7 +168,7 @@ for (const [i, spec] of positionals.entries()) {
   await waitForPort(port, label);
   targets.push({ label, port, procs, samples: newSamples() });
 }
-await waitForPort(haproxyPort, 'haproxy');
+await waitForPort(targets[0]!.port, targets[0]!.label);
 
 /** One load run against `port`: wrk, or h2load for --h2. */
 const load = (port: number, secs: number) => runLoad({ url: `http://127.0.0.1:${port}${path}`, seconds: secs, cpu: LOAD, h2, connections });
@@ -179,7 +202,7 @@ const lines = [
     ? `One hop of HTTP/2 (h2c, http2 upstream), ${path}, h2load -c10 -m10 ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${loadAverage}.`
     : `${twoHop ? 'Two hops with mTLS' : 'One hop'}${tcp ? ' through L4 (tcp)' : ''}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${loadAverage}.`,
   '',
-  `| target | req/s | vs HAProxy | CPU µs/request | of which in the kernel | ${h2 ? 'mean' : 'p99'} ms |`,
+  `| target | req/s | vs ${targets[0]!.label} | CPU µs/request | of which in the kernel | ${h2 ? 'mean' : 'p99'} ms |`,
   '| --- | ---: | ---: | ---: | ---: | ---: |',
   ...targets.map((t) => {
     const { rps, cpuUsPerRequest, systemShare, latencyMs } = t.samples;

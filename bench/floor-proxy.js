@@ -4,13 +4,27 @@
 // it arrives. No features at all: no timeouts, retries, limits, metrics, header validation, or error
 // answers beyond a 502. It is not a proxy anyone should run; it says how much of a gap to HAProxy is
 // Node's and how much is Meshlet's.
-//   node bench/floor-proxy.js PORT BACKEND_PORT
+//   node bench/floor-proxy.js PORT BACKEND_PORT [--tls-in CA,CERT,KEY] [--tls-out CA,CERT,KEY,SERVERNAME]
+// --tls-in serves mTLS (a client certificate signed by CA is required); --tls-out speaks mTLS to the
+// backend (its certificate verified against CA for SERVERNAME, CERT presented): two floors, one with
+// each, are the floor of a sidecar pair, beside the HAProxy TLS pair and Meshlet's two hops.
 import net from 'node:net';
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
 
 const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common');
-const [port, backendPort] = process.argv.slice(2).map(Number);
-if (!port || !backendPort) throw new Error('usage: node floor-proxy.js PORT BACKEND_PORT');
+const { values: options, positionals } = parseArgs({ allowPositionals: true, options: { 'tls-in': { type: 'string' }, 'tls-out': { type: 'string' } } });
+const [port, backendPort] = positionals.map(Number);
+if (!port || !backendPort) throw new Error('usage: node floor-proxy.js PORT BACKEND_PORT [--tls-in CA,CERT,KEY] [--tls-out CA,CERT,KEY,SERVERNAME]');
+/** CA, certificate and key files (and, for --tls-out, the name the backend's certificate must carry). */
+function tlsFiles(spec) {
+  const [ca, cert, key, servername] = spec.split(',');
+  return { ca: readFileSync(ca), cert: readFileSync(cert), key: readFileSync(key), ...(servername ? { servername } : {}) };
+}
+const tlsIn = options['tls-in'] ? tlsFiles(options['tls-in']) : undefined;
+const tlsOut = options['tls-out'] ? { ...tlsFiles(options['tls-out']), rejectUnauthorized: true } : undefined;
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer']);
 const MAX_UPSTREAM = 256;
 const shared = Buffer.allocUnsafe(64 * 1024);
@@ -49,12 +63,13 @@ function connectUpstream() {
     if (up.keepAlive) release(up);
     else up.socket.destroy();
   };
-  up.socket = net.connect({
+  const connectOptions = {
     port: backendPort,
     host: '127.0.0.1',
     noDelay: true,
     onread: { buffer: shared, callback: (n) => void up.parser.execute(shared.subarray(0, n)) },
-  });
+  };
+  up.socket = tlsOut ? tls.connect({ ...connectOptions, ...tlsOut }) : net.connect(connectOptions);
   up.socket.on('error', () => {});
   up.socket.on('close', () => {
     open--;
@@ -84,7 +99,7 @@ function dispatch(client) {
   else queue.push(client);
 }
 
-net.createServer({ noDelay: true }, (socket) => {
+function serve(socket) {
   const client = { socket, head: '', method: 'GET', keepAlive: true };
   const parser = new HTTPParser();
   parser.initialize(HTTPParser.REQUEST, {}, 16384, HTTPParser.kLenientNone);
@@ -100,6 +115,9 @@ net.createServer({ noDelay: true }, (socket) => {
   parser[HTTPParser.kOnExecute] = (ret) => {
     if (ret instanceof Error) socket.destroy();
   };
+  // A TLS client may send its request with the end of the handshake: what the socket already read goes first.
+  const early = socket.readableLength > 0 ? socket.read() : null;
+  if (early) parser.execute(early);
   parser.consume(socket._handle);
   // Flowing, so that the end of the client's stream ('end') still closes the socket.
   socket.resume();
@@ -108,4 +126,9 @@ net.createServer({ noDelay: true }, (socket) => {
     parser.unconsume();
     parser.free();
   });
-}).listen(port, '127.0.0.1');
+}
+
+const server = tlsIn
+  ? tls.createServer({ ...tlsIn, requestCert: true, rejectUnauthorized: true, noDelay: true }, serve).on('tlsClientError', () => {})
+  : net.createServer({ noDelay: true }, serve);
+server.listen(port, '127.0.0.1');

@@ -34,7 +34,7 @@ const { values: flags } = parseArgs({
 const quick = flags.quick === true;
 const plan = quick
   ? { rounds: 1, seconds: { keepalive: 2, latency: 3, newconn: 2, body1m: 2, tcp: 2, h2: 2 }, warmSeconds: 1, connections10k: 2000 }
-  : { rounds: 3, seconds: { keepalive: 5, latency: 8, newconn: 4, body1m: 4, tcp: 4, h2: 5 }, warmSeconds: 2, connections10k: 10_000 };
+  : { rounds: 3, seconds: { keepalive: 5, latency: 8, newconn: 4, body1m: 4, tcp: 4, h2: 5 }, warmSeconds: 5, connections10k: 10_000 };
 if (flags.rounds) plan.rounds = Math.max(1, Number(flags.rounds));
 const only = flags.only ? new Set(flags.only.split(',')) : undefined;
 // The HTTP/2 processes (a second Meshlet pair and HAProxy TLS pair) start only when the h2 workload runs.
@@ -131,6 +131,8 @@ async function main(): Promise<void> {
     nginx: await freePort(),
     httpProxy: await freePort(),
     floor: await freePort(),
+    floorPairOut: await freePort(),
+    floorPairIn: await freePort(),
     meshlet: await freePort(),
     meshletTcp: await freePort(),
     meshletInbound: await freePort(),
@@ -180,6 +182,9 @@ async function main(): Promise<void> {
   const httpProxyProc = launch('http-proxy', PROXY_CPU, node, [join(ROOT, 'bench', 'node-proxy.js'), String(port.httpProxy), `http://127.0.0.1:${port.backend}`]);
   // The least JavaScript a Node proxy can run per request: how much of the gap to HAProxy is Node's own.
   const floorProc = launch('node-floor', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floor), String(port.backend)]);
+  // The same for a sidecar pair: two floors with mTLS between them, on the proxies' core like the other pairs.
+  const floorPairInProc = launch('node-floor-pair-in', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floorPairIn), String(port.backend), '--tls-in', [certs.ca, certs.serverCert, certs.serverKey].join(',')]);
+  const floorPairOutProc = launch('node-floor-pair-out', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floorPairOut), String(port.floorPairIn), '--tls-out', [certs.ca, certs.clientCert, certs.clientKey, 'backend'].join(',')]);
   const upstream = (name: string, listen: number, target: number, protocol: 'http' | 'http2' | 'tcp' = 'http') => ({
     name,
     port: listen,
@@ -314,6 +319,8 @@ async function main(): Promise<void> {
     [port.nginx, 'nginx proxy'],
     [port.httpProxy, 'http-proxy'],
     [port.floor, 'node floor proxy'],
+    [port.floorPairIn, 'node floor pair, inbound'],
+    [port.floorPairOut, 'node floor pair, outbound'],
     [port.meshlet, 'meshlet'],
     [port.meshletTcp, 'meshlet tcp'],
     ...(workersProc ? ([[port.meshletWorkers, 'meshlet workers']] as const) : []),
@@ -349,6 +356,7 @@ async function main(): Promise<void> {
     nginx: rssBytes(nginxProc.pid),
     'http-proxy': rssBytes(httpProxyProc.pid),
     'node-floor': rssBytes(floorProc.pid),
+    'node-floor-pair': sum(rssBytes(floorPairInProc.pid), rssBytes(floorPairOutProc.pid)),
     meshlet: rssBytes(meshletProc.pid),
     ...(workersProc ? { 'meshlet-workers': rssTreeBytes(workersProc.pid) } : {}),
     ...(haproxyThreadsProc ? { 'haproxy-threads': rssBytes(haproxyThreadsProc.pid) } : {}),
@@ -369,6 +377,7 @@ async function main(): Promise<void> {
     ...(workersProc ? [{ id: 'meshlet-workers', label: `Meshlet one hop, workers: auto (${coreCount}), unpinned`, port: port.meshletWorkers }] : []),
     ...(haproxyThreadsProc ? [{ id: 'haproxy-threads', label: `HAProxy nbthread ${coreCount}, unpinned`, port: port.haproxyThreads }] : []),
     { id: 'meshlet-2hop', label: twoHopLabel, port: port.hopA, reference: 'haproxy-tls-pair' },
+    { id: 'node-floor-pair', label: 'Node floor pair (two bench/floor-proxy.js, mTLS between them)', port: port.floorPairOut, reference: 'haproxy-tls-pair' },
     { id: 'haproxy-tls-pair', label: 'HAProxy TLS pair (mTLS)', port: port.tlsOut },
   ];
   const h2Targets: TargetInfo[] = [
@@ -393,6 +402,8 @@ async function main(): Promise<void> {
     { id: 'h2', title: 'HTTP/2 (h2c from the client), small responses, 10 clients x 10 streams', metric: 'rps', tool: 'h2load', path: SMALL_PATH, connections: 10, streams: 10, seconds: plan.seconds.h2, targets: h2Targets },
   ].filter((w) => !only || only.has(w.id)) as WorkloadInfo[];
 
+  // 5 s each: a Node pair at ~3k req/s was still compiling hot functions after 2 s (first rounds ~8%
+  // more CPU per request than after 12 s); HAProxy and nginx need none, and lose nothing by it.
   if (plan.warmSeconds > 0) {
     log('warming up every HTTP target');
     for (const t of httpTargets) await wrk({ url: `http://127.0.0.1:${t.port}${SMALL_PATH}`, connections: 50, seconds: plan.warmSeconds, cpu: LOAD_CPU });

@@ -214,6 +214,15 @@ export function renderMarkdown(report: BenchReport): string {
       `For scale: the Node floor (bench/floor-proxy.js: llhttp both sides, pooled sockets, no features) made ${((floor / hap) * 100).toFixed(0)}% of HAProxy's keep-alive req/s in this run, and Meshlet one hop ${((one / floor) * 100).toFixed(0)}% of the floor's.`,
     );
   }
+  const floorPair = summarize(report, 'keepalive', 'node-floor-pair')?.rps;
+  const tlsPair = summarize(report, 'keepalive', 'haproxy-tls-pair')?.rps;
+  const twoHop = summarize(report, 'keepalive', 'meshlet-2hop')?.rps;
+  if (floorPair && tlsPair && twoHop) {
+    lines.push(
+      '',
+      `For scale, two hops: the Node floor pair (two floors, mTLS between them) made ${((floorPair / tlsPair) * 100).toFixed(0)}% of the HAProxy TLS pair's keep-alive req/s, and Meshlet's two hops ${((twoHop / floorPair) * 100).toFixed(0)}% of the floor pair's.`,
+    );
+  }
   const workers = summarize(report, 'keepalive', 'meshlet-workers')?.rps;
   const threads = summarize(report, 'keepalive', 'haproxy-threads')?.rps;
   if (workers && threads) {

@@ -100,6 +100,16 @@ describe('bench report', () => {
     expect(renderMarkdown(report(runs.filter((r) => r.target !== 'node-floor')))).not.toContain('Node floor');
   });
 
+  it('scales the two hops against the Node floor pair when the run has one, and says nothing otherwise', () => {
+    const runs = [
+      ...rounds('keepalive', 'haproxy-tls-pair', [[20_000]]),
+      ...rounds('keepalive', 'meshlet-2hop', [[2_000]]),
+      ...rounds('keepalive', 'node-floor-pair', [[3_000]]),
+    ];
+    expect(renderMarkdown(report(runs))).toContain("the Node floor pair (two floors, mTLS between them) made 15% of the HAProxy TLS pair's keep-alive req/s, and Meshlet's two hops 67% of the floor pair's.");
+    expect(renderMarkdown(report(runs.filter((r) => r.target !== 'node-floor-pair')))).not.toContain('floor pair');
+  });
+
   it('compares the workers row with HAProxy on every core when both ran', () => {
     const runs = [...rounds('keepalive', 'meshlet-workers', [[9000]]), ...rounds('keepalive', 'haproxy-threads', [[30_000]])];
     expect(renderMarkdown(report(runs))).toContain('Meshlet `workers: auto` made 30% of the keep-alive req/s of HAProxy with a thread per core.');
