@@ -5,7 +5,10 @@
  * The GC V8 runs under memory pressure ("last resort": full collections with the memory-reducing flag)
  * shrinks the young generation and releases free pages. It runs once shortly after start, and again
  * when the process has gone idle after traffic grew its footprint, never while it is busy: its pause
- * (~20 ms on a small heap) must not land on requests.
+ * (two full GCs back to back: ~65 ms after start, ~95 ms after load on the bench host) must not land on requests. Idle means the
+ * whole check interval and, measured after it, the last second too: traffic that resumed in the last
+ * moments of an interval barely moves the interval's average, and a trim then stalled the first
+ * requests of the burst: ~100 ms in a test that started traffic half a second before a check (docs/performance.md, sixth session).
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { z } from 'zod';
@@ -43,6 +46,8 @@ export interface MemoryTrimmerOptions {
   readonly checkEveryMs?: number;
   /** Busy below this event-loop utilization over one check interval counts as idle. */
   readonly idleUtilization?: number;
+  /** After an idle interval, the trim waits this long and runs only if that stretch was idle too. */
+  readonly confirmMs?: number;
   /** Trim again only once RSS grew this much past what the last trim left. */
   readonly growthBytes?: number;
   /** For tests: what to call instead of trimMemory, and how to read RSS and utilization. */
@@ -57,6 +62,7 @@ export class MemoryTrimmer {
   readonly #available: boolean;
   #first: NodeJS.Timeout | null = null;
   #interval: NodeJS.Timeout | null = null;
+  #confirm: NodeJS.Timeout | null = null;
   #mark: EventLoopUtilization | undefined;
   /** RSS right after the last trim: growth is measured from here. */
   #baseline = 0;
@@ -69,6 +75,7 @@ export class MemoryTrimmer {
       firstAfterMs: options.firstAfterMs ?? 1000,
       checkEveryMs: options.checkEveryMs ?? 30_000,
       idleUtilization: options.idleUtilization ?? 0.01,
+      confirmMs: options.confirmMs ?? 1000,
       growthBytes: options.growthBytes ?? 16 * 1024 * 1024,
       trim: options.trim ?? trimMemory,
       rss: options.rss ?? (() => process.memoryUsage.rss()),
@@ -94,7 +101,8 @@ export class MemoryTrimmer {
   stop(): void {
     if (this.#first !== null) clearTimeout(this.#first);
     if (this.#interval !== null) clearInterval(this.#interval);
-    this.#first = this.#interval = null;
+    if (this.#confirm !== null) clearTimeout(this.#confirm);
+    this.#first = this.#interval = this.#confirm = null;
   }
 
   #check(): void {
@@ -104,7 +112,13 @@ export class MemoryTrimmer {
     this.#mark = now;
     if (interval.utilization >= idleUtilization) return;
     if (rss() - this.#baseline < growthBytes) return;
-    this.#run();
+    if (this.#confirm !== null) return;
+    const start = utilization();
+    this.#confirm = setTimeout(() => {
+      this.#confirm = null;
+      // Traffic that just resumed: leave it alone, the next idle interval trims.
+      if (utilization(start).utilization < idleUtilization) this.#run();
+    }, this.#options.confirmMs).unref();
   }
 
   #run(): void {

@@ -87,9 +87,11 @@ describe('MemoryTrimmer', () => {
     vi.advanceTimersByTime(30_000);
     expect(calls).toHaveLength(1);
 
-    // The load stopped: the next idle interval trims.
+    // The load stopped: the next idle interval trims, once the second after it was idle too.
     state.busy = 0.001;
     vi.advanceTimersByTime(30_000);
+    expect(calls).toHaveLength(1);
+    vi.advanceTimersByTime(1000);
     expect(calls).toHaveLength(2);
     expect(trimmer.trims).toBe(2);
 
@@ -97,6 +99,42 @@ describe('MemoryTrimmer', () => {
     state.rss = 1000;
     vi.advanceTimersByTime(120_000);
     expect(calls).toHaveLength(2);
+  });
+
+  it('does not trim when traffic resumed at the end of an idle interval: the interval looked idle, the last second was not', () => {
+    vi.useFakeTimers();
+    const state = { rss: 200, busy: 0 };
+    const { trimmer, calls } = fakeTrimmer(state);
+    trimmer.start();
+    vi.advanceTimersByTime(1000);
+    expect(calls).toHaveLength(1);
+    state.rss = 400;
+    state.busy = 0.001;
+    vi.advanceTimersByTime(30_000);
+    // The interval was idle; requests arrive while the trim waits for its confirmation.
+    state.busy = 0.3;
+    vi.advanceTimersByTime(1000);
+    expect(calls).toHaveLength(1);
+    // Busy interval: no trim. Then idle again: the trim runs.
+    vi.advanceTimersByTime(30_000);
+    expect(calls).toHaveLength(1);
+    state.busy = 0.001;
+    vi.advanceTimersByTime(31_000);
+    expect(calls).toHaveLength(2);
+    trimmer.stop();
+  });
+
+  it('stop() while a trim waits for its confirmation cancels it', () => {
+    vi.useFakeTimers();
+    const state = { rss: 200, busy: 0 };
+    const { trimmer, calls } = fakeTrimmer(state);
+    trimmer.start();
+    vi.advanceTimersByTime(1000);
+    state.rss = 400;
+    vi.advanceTimersByTime(30_000);
+    trimmer.stop();
+    vi.advanceTimersByTime(5000);
+    expect(calls).toHaveLength(1);
   });
 
   it('stop() before the first trim cancels it', () => {
