@@ -5,10 +5,11 @@
  * The GC V8 runs under memory pressure ("last resort": full collections with the memory-reducing flag)
  * shrinks the young generation and releases free pages. It runs once shortly after start, and again
  * when the process has gone idle after traffic grew its footprint, never while it is busy: its pause
- * (two full GCs back to back: ~65 ms after start, ~95 ms after load on the bench host) must not land on requests. Idle means the
- * whole check interval and, measured after it, the last second too: traffic that resumed in the last
- * moments of an interval barely moves the interval's average, and a trim then stalled the first
- * requests of the burst: ~100 ms in a test that started traffic half a second before a check (docs/performance.md, sixth session).
+ * (two full GCs back to back: ~65 ms after start, ~95 ms after load on the bench host) must not land
+ * on requests. Idle means the whole check interval and, measured after it, the last second too:
+ * traffic that resumed in the last moments of an interval barely moves the interval's average, and a
+ * trim then stalled the first requests of the burst (~100 ms in a test that started traffic half a
+ * second before a check; docs/performance.md, sixth session).
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { z } from 'zod';
