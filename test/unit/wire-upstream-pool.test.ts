@@ -505,6 +505,28 @@ describe('WirePool: failures', () => {
     expect(await readBody((await pool.request(get())).body)).toBe('ok');
   });
 
+  it('drops an idle connection the server half-closed, on sockets that allow half-open as the cluster transports open them', async () => {
+    // The server ends its side after each response but keeps reading, and never answers on that
+    // connection again (a peer whose keep-alive timeout ran out, waiting for our FIN).
+    const sockets: Socket[] = [];
+    const server = createNetServer({ allowHalfOpen: true }, (socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
+    });
+    const port = await listen(server);
+    cleanups.push(() => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(resolve));
+    });
+    const { pool } = makePool(port, { connect: (onread) => netConnect({ port, host: '127.0.0.1', onread, allowHalfOpen: true }) });
+    expect(await readBody((await pool.request(get())).body)).toBe('ok');
+    // Without 'close' (half-open sockets get none on their own), the FIN alone must take it out of the pool.
+    await until(() => pool.stats.open === 0, 'the half-closed idle connection to be dropped');
+    expect(await readBody((await pool.request(get('/', { headersTimeoutMs: 2000 }))).body)).toBe('ok');
+    expect(sockets.length).toBe(2);
+  });
+
   it('does not keep connections the server asked to close or whose keep-alive timeout is too short', async () => {
     const server = await rawServer((socket, index) => {
       const hint = index === 0 ? 'connection: close' : 'keep-alive: timeout=1';

@@ -230,7 +230,15 @@ export class UpstreamConnection implements BodySource {
   }
 
   #onEnd(): void {
-    if (this.#state !== BUSY || !this.#headComplete) return; // 'close' follows and fails (or resends) the request
+    // The peer sent FIN. Pool sockets allow half-open (the cluster transports open TCP upstreams the
+    // same way, whose half-close must travel), so no 'close' follows unless we end too: an idle
+    // connection would stay in the pool half-closed, and the next request sent on it waited for an
+    // answer that could not come until its head timeout. Before a response head it is a close: fail,
+    // or resend once (the stale keep-alive race).
+    if (this.#state !== BUSY || !this.#headComplete) {
+      this.#fail(wireError('UND_ERR_SOCKET', `${this.#owner.peer} closed the connection`), true);
+      return;
+    }
     // A close-delimited body ends here; any other body was cut short.
     this.#executing = true;
     this.#parser.finish();
