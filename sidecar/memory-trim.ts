@@ -4,12 +4,13 @@
  * sidecar kept ~10 MiB of empty semi-space from its own start-up (docs/performance.md, "Idle memory").
  * The GC V8 runs under memory pressure ("last resort": full collections with the memory-reducing flag)
  * shrinks the young generation and releases free pages. It runs once shortly after start, and again
- * when the process has gone idle after traffic grew its footprint, never while it is busy: its pause
- * (two full GCs back to back: ~65 ms after start, ~95 ms after load on the bench host) must not land
- * on requests. Idle means the whole check interval and, measured after it, the last second too:
- * traffic that resumed in the last moments of an interval barely moves the interval's average, and a
- * trim then stalled the first requests of the burst (~100 ms in a test that started traffic half a
- * second before a check; docs/performance.md, sixth session).
+ * when the process has stopped serving after traffic grew its footprint (five minutes without a busy
+ * 30 s interval), never while it is busy: its pause (two full GCs back to back: ~65 ms after start,
+ * ~95 ms after load on the bench host) must not land on requests, and the small young generation it
+ * leaves slows the next burst for seconds. Idle means whole check intervals and, measured after the
+ * last one, the next second too: traffic that resumed in the last moments of an interval barely moves
+ * the interval's average, and a trim then stalled the first requests of the burst (~100 ms in a test
+ * that started traffic half a second before a check; docs/performance.md, sixth session).
  */
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { z } from 'zod';
@@ -17,7 +18,7 @@ import { z } from 'zod';
 export const trimMemorySchema = z
   .boolean()
   .default(true)
-  .describe('Run a memory-reducing GC shortly after start and whenever the sidecar goes idle after traffic grew its memory (default true; needs node --expose-gc, which bin/meshlet.js and the image pass)');
+  .describe('Run a memory-reducing GC shortly after start and when the sidecar has been idle for five minutes after traffic grew its memory (default true; needs node --expose-gc, which bin/meshlet.js and the image pass)');
 
 type GcFunction = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
@@ -47,6 +48,13 @@ export interface MemoryTrimmerOptions {
   readonly checkEveryMs?: number;
   /** Busy below this event-loop utilization over one check interval counts as idle. */
   readonly idleUtilization?: number;
+  /**
+   * Check intervals in a row that must be idle before a trim after traffic. The trim leaves V8 a
+   * minimal young generation, and the next burst pays for it for seconds (2-3x the scavenges, p99
+   * 12 -> 165 ms in its first 2 s here), so it is for a sidecar that stopped serving, not for a pause
+   * between bursts.
+   */
+  readonly idleIntervals?: number;
   /** After an idle interval, the trim waits this long and runs only if that stretch was idle too. */
   readonly confirmMs?: number;
   /** Trim again only once RSS grew this much past what the last trim left. */
@@ -57,7 +65,7 @@ export interface MemoryTrimmerOptions {
   readonly utilization?: (previous?: EventLoopUtilization) => EventLoopUtilization;
 }
 
-/** Schedules trims: once after start, then on idle intervals that follow memory growth. Timers are unref'd. */
+/** Schedules trims: once after start, then after a run of idle intervals that follows memory growth. Timers are unref'd. */
 export class MemoryTrimmer {
   readonly #options: Required<MemoryTrimmerOptions>;
   readonly #available: boolean;
@@ -65,6 +73,8 @@ export class MemoryTrimmer {
   #interval: NodeJS.Timeout | null = null;
   #confirm: NodeJS.Timeout | null = null;
   #mark: EventLoopUtilization | undefined;
+  /** Idle check intervals in a row so far. */
+  #idleRun = 0;
   /** RSS right after the last trim: growth is measured from here. */
   #baseline = 0;
   /** Trims made so far. */
@@ -76,6 +86,7 @@ export class MemoryTrimmer {
       firstAfterMs: options.firstAfterMs ?? 1000,
       checkEveryMs: options.checkEveryMs ?? 30_000,
       idleUtilization: options.idleUtilization ?? 0.01,
+      idleIntervals: options.idleIntervals ?? 10,
       confirmMs: options.confirmMs ?? 1000,
       growthBytes: options.growthBytes ?? 16 * 1024 * 1024,
       trim: options.trim ?? trimMemory,
@@ -111,14 +122,20 @@ export class MemoryTrimmer {
     const now = utilization();
     const interval = utilization(this.#mark);
     this.#mark = now;
-    if (interval.utilization >= idleUtilization) return;
+    if (interval.utilization >= idleUtilization) {
+      this.#idleRun = 0;
+      return;
+    }
+    this.#idleRun++;
+    if (this.#idleRun < this.#options.idleIntervals) return;
     if (rss() - this.#baseline < growthBytes) return;
     if (this.#confirm !== null) return;
     const start = utilization();
     this.#confirm = setTimeout(() => {
       this.#confirm = null;
-      // Traffic that just resumed: leave it alone, the next idle interval trims.
+      // Traffic that just resumed: leave it alone until it has been idle long enough again.
       if (utilization(start).utilization < idleUtilization) this.#run();
+      else this.#idleRun = 0;
     }, this.#options.confirmMs).unref();
   }
 

@@ -47,12 +47,13 @@ describe('MemoryTrimmer', () => {
     vi.useRealTimers();
   });
 
-  function fakeTrimmer(state: { rss: number; busy: number }) {
+  function fakeTrimmer(state: { rss: number; busy: number }, idleIntervals = 1) {
     const calls: number[] = [];
     const trimmer = new MemoryTrimmer({
       firstAfterMs: 1000,
       checkEveryMs: 30_000,
       idleUtilization: 0.01,
+      idleIntervals,
       growthBytes: 16,
       trim: () => {
         calls.push(Date.now());
@@ -121,6 +122,52 @@ describe('MemoryTrimmer', () => {
     state.busy = 0.001;
     vi.advanceTimersByTime(31_000);
     expect(calls).toHaveLength(2);
+    trimmer.stop();
+  });
+
+  it('after traffic, trims only once enough check intervals in a row were idle: a pause between bursts keeps the warm young generation', () => {
+    vi.useFakeTimers();
+    const state = { rss: 200, busy: 0 };
+    const { trimmer, calls } = fakeTrimmer(state, 3);
+    trimmer.start();
+    vi.advanceTimersByTime(1000);
+    expect(calls).toHaveLength(1);
+    state.rss = 400;
+    // Two idle intervals, then a burst: the count starts over.
+    state.busy = 0.001;
+    vi.advanceTimersByTime(60_000);
+    state.busy = 0.2;
+    vi.advanceTimersByTime(30_000);
+    state.busy = 0.001;
+    vi.advanceTimersByTime(61_000);
+    expect(calls).toHaveLength(1);
+    // The third idle interval in a row (and the second after it) trims.
+    vi.advanceTimersByTime(30_000);
+    expect(calls).toHaveLength(2);
+    trimmer.stop();
+  });
+
+  it('waits five minutes of idle intervals by default', () => {
+    vi.useFakeTimers();
+    const state = { rss: 200, busy: 0 };
+    let trims = 0;
+    const trimmer = new MemoryTrimmer({
+      trim: () => {
+        trims++;
+        state.rss = 100;
+        return true;
+      },
+      rss: () => state.rss,
+      utilization: () => ({ idle: 0, active: 0, utilization: state.busy }),
+    });
+    trimmer.start();
+    vi.advanceTimersByTime(1000);
+    expect(trims).toBe(1);
+    state.rss = 100 + 64 * 1024 * 1024;
+    vi.advanceTimersByTime(270_000);
+    expect(trims).toBe(1);
+    vi.advanceTimersByTime(31_000);
+    expect(trims).toBe(2);
     trimmer.stop();
   });
 

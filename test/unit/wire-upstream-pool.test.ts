@@ -88,9 +88,9 @@ function httpServer(handler: (req: IncomingMessage, res: ServerResponse) => void
 }
 
 /** A raw TCP server for peers that misbehave byte by byte; `onSocket` gets each accepted socket and its index. */
-async function rawServer(onSocket: (socket: Socket, index: number) => void): Promise<{ port: number; sockets: Socket[] }> {
+async function rawServer(onSocket: (socket: Socket, index: number) => void, options: { allowHalfOpen?: boolean } = {}): Promise<{ port: number; sockets: Socket[] }> {
   const sockets: Socket[] = [];
-  const server = createNetServer((socket) => {
+  const server = createNetServer(options, (socket) => {
     sockets.push(socket);
     socket.on('error', () => {});
     onSocket(socket, sockets.length - 1);
@@ -508,17 +508,7 @@ describe('WirePool: failures', () => {
   it('drops an idle connection the server half-closed, on sockets that allow half-open as the cluster transports open them', async () => {
     // The server ends its side after each response but keeps reading, and never answers on that
     // connection again (a peer whose keep-alive timeout ran out, waiting for our FIN).
-    const sockets: Socket[] = [];
-    const server = createNetServer({ allowHalfOpen: true }, (socket) => {
-      sockets.push(socket);
-      socket.on('error', () => {});
-      socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'));
-    });
-    const port = await listen(server);
-    cleanups.push(() => {
-      for (const socket of sockets) socket.destroy();
-      return new Promise((resolve) => server.close(resolve));
-    });
+    const { port, sockets } = await rawServer((socket) => socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok')), { allowHalfOpen: true });
     const { pool } = makePool(port, { connect: (onread) => netConnect({ port, host: '127.0.0.1', onread, allowHalfOpen: true }) });
     expect(await readBody((await pool.request(get())).body)).toBe('ok');
     // Without 'close' (half-open sockets get none on their own), the FIN alone must take it out of the pool.
