@@ -20,7 +20,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
+import { floorPairArgs, haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { runLoad } from './lib/load.ts';
@@ -104,7 +104,6 @@ const haproxyHttpPort = await freePort();
 const haproxyTcpPort = await freePort();
 const haproxyH2Port = await freePort();
 const haproxyPort = h2 ? haproxyH2Port : tcp ? haproxyTcpPort : haproxyHttpPort;
-const floorProxy = join(import.meta.dirname, 'floor-proxy.js');
 if (twoHop) {
   // Pairs are compared with a pair: HAProxy out -> mTLS -> HAProxy in, both on the proxies' core.
   const certs = await makeCerts(dir);
@@ -114,12 +113,9 @@ if (twoHop) {
   const procs = [start('haproxy-tls-in', PROXY, 'haproxy', ['-f', pair.in], join(dir, 'haproxy-tls-in.log')), start('haproxy-tls-out', PROXY, 'haproxy', ['-f', pair.out], join(dir, 'haproxy-tls-out.log'))];
   targets.push({ label: 'HAProxy TLS pair', port: outPort, procs, samples: newSamples() });
   if (flags.floor) {
-    const floorIn = await freePort();
     const floorOut = await freePort();
-    const floorProcs = [
-      start('floor-in', PROXY, process.execPath, [floorProxy, String(floorIn), String(backendPort), '--tls-in', [certs.ca, certs.serverCert, certs.serverKey].join(',')], join(dir, 'floor-in.log')),
-      start('floor-out', PROXY, process.execPath, [floorProxy, String(floorOut), String(floorIn), '--tls-out', [certs.ca, certs.clientCert, certs.clientKey, 'backend'].join(',')], join(dir, 'floor-out.log')),
-    ];
+    const floorPair = floorPairArgs(certs, floorOut, await freePort(), backendPort);
+    const floorProcs = [start('floor-in', PROXY, process.execPath, floorPair.in, join(dir, 'floor-in.log')), start('floor-out', PROXY, process.execPath, floorPair.out, join(dir, 'floor-out.log'))];
     await waitForPort(floorOut, 'floor pair');
     targets.push({ label: 'Node floor pair (mTLS)', port: floorOut, procs: floorProcs, samples: newSamples() });
   }
@@ -129,7 +125,7 @@ if (twoHop) {
 }
 if (flags.floor && !twoHop && !tcp) {
   const floorPort = await freePort();
-  const floorProc = start('floor', PROXY, process.execPath, [floorProxy, String(floorPort), String(backendPort)], join(dir, 'floor.log'));
+  const floorProc = start('floor', PROXY, process.execPath, [join(import.meta.dirname, 'floor-proxy.js'), String(floorPort), String(backendPort)], join(dir, 'floor.log'));
   await waitForPort(floorPort, 'floor proxy');
   targets.push({ label: 'Node floor (bench/floor-proxy.js)', port: floorPort, procs: [floorProc], samples: newSamples() });
 }

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
+import { floorPairArgs, haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
 import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 import { freePort, killAll, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
@@ -183,8 +183,9 @@ async function main(): Promise<void> {
   // The least JavaScript a Node proxy can run per request: how much of the gap to HAProxy is Node's own.
   const floorProc = launch('node-floor', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floor), String(port.backend)]);
   // The same for a sidecar pair: two floors with mTLS between them, on the proxies' core like the other pairs.
-  const floorPairInProc = launch('node-floor-pair-in', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floorPairIn), String(port.backend), '--tls-in', [certs.ca, certs.serverCert, certs.serverKey].join(',')]);
-  const floorPairOutProc = launch('node-floor-pair-out', PROXY_CPU, node, [join(ROOT, 'bench', 'floor-proxy.js'), String(port.floorPairOut), String(port.floorPairIn), '--tls-out', [certs.ca, certs.clientCert, certs.clientKey, 'backend'].join(',')]);
+  const floorPair = floorPairArgs(certs, port.floorPairOut, port.floorPairIn, port.backend);
+  const floorPairInProc = launch('node-floor-pair-in', PROXY_CPU, node, floorPair.in);
+  const floorPairOutProc = launch('node-floor-pair-out', PROXY_CPU, node, floorPair.out);
   const upstream = (name: string, listen: number, target: number, protocol: 'http' | 'http2' | 'tcp' = 'http') => ({
     name,
     port: listen,

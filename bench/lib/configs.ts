@@ -154,6 +154,19 @@ ${httpProxySection(httpPort, backend)}`,
 }
 
 /**
+ * The Node floor pair, node arguments for each side: an outbound bench/floor-proxy.js (plain in, mTLS with
+ * the client certificate out to `inPort`) and an inbound one (mTLS in, plain out to `backend`), with the
+ * HAProxy pair's certificates.
+ */
+export function floorPairArgs(certs: Certs, outPort: number, inPort: number, backend: number): { out: string[]; in: string[] } {
+  const script = join(import.meta.dirname, '..', 'floor-proxy.js');
+  return {
+    out: [script, String(outPort), String(inPort), '--tls-out', [certs.ca, certs.clientCert, certs.clientKey, 'backend'].join(',')],
+    in: [script, String(inPort), String(backend), '--tls-in', [certs.ca, certs.serverCert, certs.serverKey].join(',')],
+  };
+}
+
+/**
  * The mTLS reference: an outbound HAProxy (plain in, TLS with a client certificate out) and an inbound one.
  * With `h2`, HTTP/2 all the way: h2c in, h2 by ALPN between the pair, h2c to the backend (`name` keeps
  * the two pairs' files apart).
