@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { configSchema } from '../../sidecar/config/schema.ts';
-import { MemoryTrimmer, trimMemory } from '../../sidecar/memory-trim.ts';
+import { MemoryTrimmer, trimMemory, type MemoryTrimmerOptions } from '../../sidecar/memory-trim.ts';
 
 const MODULE = join(import.meta.dirname, '..', '..', 'sidecar', 'memory-trim.ts');
 
@@ -47,13 +47,14 @@ describe('MemoryTrimmer', () => {
     vi.useRealTimers();
   });
 
-  function fakeTrimmer(state: { rss: number; busy: number }, idleIntervals = 1) {
+  /** One idle interval suffices unless `options` say otherwise (`{}`: the real default). */
+  function fakeTrimmer(state: { rss: number; busy: number }, options: Partial<MemoryTrimmerOptions> = { idleIntervals: 1 }) {
     const calls: number[] = [];
     const trimmer = new MemoryTrimmer({
       firstAfterMs: 1000,
       checkEveryMs: 30_000,
       idleUtilization: 0.01,
-      idleIntervals,
+      ...options,
       growthBytes: 16,
       trim: () => {
         calls.push(Date.now());
@@ -128,7 +129,7 @@ describe('MemoryTrimmer', () => {
   it('after traffic, trims only once enough check intervals in a row were idle: a pause between bursts keeps the warm young generation', () => {
     vi.useFakeTimers();
     const state = { rss: 200, busy: 0 };
-    const { trimmer, calls } = fakeTrimmer(state, 3);
+    const { trimmer, calls } = fakeTrimmer(state, { idleIntervals: 3 });
     trimmer.start();
     vi.advanceTimersByTime(1000);
     expect(calls).toHaveLength(1);
@@ -150,24 +151,15 @@ describe('MemoryTrimmer', () => {
   it('waits five minutes of idle intervals by default', () => {
     vi.useFakeTimers();
     const state = { rss: 200, busy: 0 };
-    let trims = 0;
-    const trimmer = new MemoryTrimmer({
-      trim: () => {
-        trims++;
-        state.rss = 100;
-        return true;
-      },
-      rss: () => state.rss,
-      utilization: () => ({ idle: 0, active: 0, utilization: state.busy }),
-    });
+    const { trimmer, calls } = fakeTrimmer(state, {});
     trimmer.start();
     vi.advanceTimersByTime(1000);
-    expect(trims).toBe(1);
-    state.rss = 100 + 64 * 1024 * 1024;
+    expect(calls).toHaveLength(1);
+    state.rss = 400;
     vi.advanceTimersByTime(270_000);
-    expect(trims).toBe(1);
+    expect(calls).toHaveLength(1);
     vi.advanceTimersByTime(31_000);
-    expect(trims).toBe(2);
+    expect(calls).toHaveLength(2);
     trimmer.stop();
   });
 
