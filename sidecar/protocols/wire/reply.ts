@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from '../../node-http.ts';
 import type { Socket } from 'node:net';
 import { meshError } from '../../errors.ts';
+import { isFieldBlock, isFieldValue, isToken } from './field-syntax.ts';
 
 /** What a reply needs from the connection it answers on. */
 export interface ReplyChannel {
@@ -18,10 +19,6 @@ export interface ReplyChannel {
   replyDestroyed(reply: WireReply): void;
 }
 
-/** Bytes node:http refuses in a header value (checkInvalidHeaderChar): CR, LF and other controls. */
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-/** An RFC 9110 token: what a header name may be. */
-const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 /** Bytes a reply waiting behind an earlier one may buffer before write() asks its writer to pause. */
 const PENDING_HIGH_WATER = 16 * 1024;
 const LAST_CHUNK = '0\r\n\r\n';
@@ -35,9 +32,17 @@ function invalidHeader(code: string, message: string): TypeError {
   return Object.assign(new TypeError(message), { code });
 }
 
-function headerLine(name: string, value: string | number): string {
-  if (typeof value !== 'number' && INVALID_VALUE.test(value)) throw invalidHeader('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
-  return `${name}: ${value}\r\n`;
+/** The error for a reply head whose field block failed the check: names the first bad field, as node:http would. */
+function invalidHeaderField(headers: Record<string, HeaderValue>): TypeError {
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (!isToken(name)) return invalidHeader('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
+    for (const item of typeof value === 'object' ? value : [value]) {
+      if (typeof item !== 'number' && !isFieldValue(item)) return invalidHeader('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+    }
+  }
+  return invalidHeader('ERR_INVALID_CHAR', 'Invalid header block');
 }
 
 /** The response to one request, written straight to the socket (no ServerResponse). */
@@ -106,12 +111,17 @@ export class WireReply extends EventEmitter {
     let userChunked = false;
     let userConnection = false;
     let closes = false;
+    let count = 0;
     for (const name in headers) {
       const value = headers[name];
       if (value === undefined) continue;
-      if (!TOKEN.test(name)) throw invalidHeader('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
-      if (typeof value === 'object') for (const v of value) lines += headerLine(name, v);
-      else lines += headerLine(name, value);
+      if (typeof value === 'object') {
+        for (const v of value) lines += `${name}: ${v}\r\n`;
+        count += value.length;
+      } else {
+        lines += `${name}: ${value}\r\n`;
+        count++;
+      }
       if (name === 'content-length') hasLength = true;
       else if (name === 'transfer-encoding') userChunked = true;
       else if (name === 'connection') {
@@ -119,6 +129,7 @@ export class WireReply extends EventEmitter {
         closes = String(value).toLowerCase().includes('close');
       }
     }
+    if (!isFieldBlock(lines, count)) throw invalidHeaderField(headers as Record<string, HeaderValue>);
     this.statusCode = statusCode;
     this.#lines = lines;
     this.#hasLength = hasLength;

@@ -9,6 +9,7 @@ import type { OnReadOpts, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
 import type { WireBody } from './response-body.ts';
+import { isFieldBlock, isFieldValue, isRequestTarget, isToken } from './field-syntax.ts';
 import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
 
 export type { BodySink, WireBody } from './response-body.ts';
@@ -66,33 +67,17 @@ function invalidArg(message: string): Error {
   return wireError('UND_ERR_INVALID_ARG', message);
 }
 
-/** A token (RFC 9110 5.6.2) has no controls, spaces, DEL, non-ASCII or separators that break a head line. */
-function isToken(text: string): boolean {
-  if (text.length === 0) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c <= 0x20 || c >= 0x7f || c === 0x3a /* : */ || c === 0x22 /* " */ || c === 0x2c /* , */) return false;
+/** The error for a head whose field block failed the check: names the first bad field. */
+function invalidField(headers: HeaderMap, peer: string): Error {
+  for (const name in headers) {
+    if (!isToken(name)) return invalidArg(`invalid header name "${name}" for ${peer}`);
+    const value = headers[name] as string | string[];
+    if (name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
+    for (const item of typeof value === 'string' ? [value] : value) {
+      if (!isFieldValue(item)) return invalidArg(`invalid value for header "${name}" to ${peer}`);
+    }
   }
-  return true;
-}
-
-/** Field values may hold tabs, visible ASCII and obs-text (latin1), never CR, LF, NUL or other controls. */
-function isFieldValue(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if ((c < 0x20 && c !== 0x09) || c === 0x7f || c > 0xff) return false;
-  }
-  return true;
-}
-
-/** A request target: visible ASCII only (a space, CR or LF would end the request line early). */
-function isRequestTarget(text: string): boolean {
-  if (text.length === 0) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c <= 0x20 || c >= 0x7f) return false;
-  }
-  return true;
+  return invalidArg(`invalid header block for ${peer}`);
 }
 
 function parseContentLength(value: string | string[], peer: string): number {
@@ -133,11 +118,11 @@ export class PendingRequest implements RequestOnConnection {
     const { method, path, headers, body } = options;
     if (!isToken(method)) throw invalidArg(`invalid method "${method}" for ${peer}`);
     if (!isRequestTarget(path)) throw invalidArg(`invalid request path "${path}" for ${peer}`);
-    let head = `${method} ${path} HTTP/1.1\r\n`;
+    let lines = '';
+    let count = 0;
     let declaredLength: string | string[] | undefined;
     for (const name in headers) {
       const value = headers[name] as string | string[];
-      if (!isToken(name)) throw invalidArg(`invalid header name "${name}" for ${peer}`);
       // Framing is the pool's job: it describes these bytes on this connection.
       if (name === 'content-length') {
         declaredLength = value;
@@ -145,15 +130,15 @@ export class PendingRequest implements RequestOnConnection {
       }
       if (name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
       if (typeof value === 'string') {
-        if (!isFieldValue(value)) throw invalidArg(`invalid value for header "${name}" to ${peer}`);
-        head += `${name}: ${value}\r\n`;
+        lines += `${name}: ${value}\r\n`;
+        count++;
       } else {
-        for (const item of value) {
-          if (!isFieldValue(item)) throw invalidArg(`invalid value for header "${name}" to ${peer}`);
-          head += `${name}: ${item}\r\n`;
-        }
+        for (const item of value) lines += `${name}: ${item}\r\n`;
+        count += value.length;
       }
     }
+    if (!isFieldBlock(lines, count)) throw invalidField(headers, peer);
+    let head = `${method} ${path} HTTP/1.1\r\n${lines}`;
     let streamLength = -1;
     if (Buffer.isBuffer(body)) head += `content-length: ${body.length}\r\n`;
     else if (declaredLength !== undefined) {
