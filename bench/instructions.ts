@@ -1,0 +1,124 @@
+/**
+ * Instructions per proxied request, counted by valgrind (callgrind) on the proxy's main thread: a figure
+ * that does not move with the host's load at all, where req/s and CPU time swing +-15% here between
+ * runs. One hop, HTTP/1.1 keep-alive, the small response: a wrk warm-up (JIT, pools), one unmeasured
+ * h2load batch, then `--requests` counted by h2load (10 connections) with instrumentation on.
+ *   node bench/instructions.ts [--floor] [--requests 5000] [--warm 15] [--top 30] [DIR[=LABEL[=NODE_FLAGS]] ...]
+ * DIRs are Meshlet checkouts (default: this one), each with its own node flags if given (comma-separated,
+ * as bench/ab.ts takes them); --floor adds bench/floor-proxy.js. Needs valgrind
+ * (Debian package `valgrind`). Instructions are not time (see bench/lib/callgrind-summary.ts): use it
+ * to decide whether a change removes work, then check time with bench/ab.ts.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { basename, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
+import { type InstructionSummary, readText, summarizeInstructions } from './lib/callgrind-summary.ts';
+import { runLoad } from './lib/load.ts';
+import { freePort, killAll, start, stop, waitForPort } from './lib/procs.ts';
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { floor: { type: 'boolean', default: false }, requests: { type: 'string', default: '5000' }, warm: { type: 'string', default: '15' }, top: { type: 'string', default: '30' } },
+});
+for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate', 'h2load', 'wrk']) {
+  if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
+    process.stderr.write(`instructions: ${tool} is missing (apt-get install valgrind nghttp2-client wrk)\n`);
+    process.exit(2);
+  }
+}
+const requests = Number(flags.requests);
+const warmSeconds = Number(flags.warm);
+const here = join(import.meta.dirname, '..');
+// DIR[=LABEL[=NODE_FLAGS]], as bench/ab.ts takes them: flags comma-separated, e.g. `.=semi16=--min-semi-space-size=16`.
+const targets = (positionals.length > 0 ? positionals : ['.']).map((spec) => {
+  const [dir, label, ...flagParts] = spec.split('=');
+  const nodeFlags = flagParts.length > 0 ? flagParts.join('=').split(',') : [];
+  return { dir: resolve(dir!), label: label ?? basename(resolve(dir!)), nodeFlags };
+});
+const dir = join(import.meta.dirname, 'results', 'tmp', `instructions-${Date.now()}`);
+mkdirSync(dir, { recursive: true });
+const pinned = cpus().length >= 2;
+const LOAD = pinned ? '0' : undefined;
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+const backendPort = await freePort();
+const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort)], join(dir, 'backend.log'));
+await waitForPort(backendPort, 'backend');
+
+/** h2load's HTTP/1.1 mode sends exactly `n` requests (wrk cannot), 10 connections, keep-alive. */
+function batch(url: string, n: number): void {
+  const argv = ['h2load', '--h1', '-n', String(n), '-c', '10', url];
+  const out = execFileSync(LOAD === undefined ? argv[0]! : 'taskset', LOAD === undefined ? argv.slice(1) : ['-c', LOAD, ...argv]).toString();
+  if (!out.includes(`${n} succeeded`)) throw new Error(`h2load did not complete ${n} requests:\n${out}`);
+}
+
+async function measure(label: string, command: (port: number) => string[] | Promise<string[]>): Promise<InstructionSummary & { backgroundPerRequest: number }> {
+  const port = await freePort();
+  const out = join(dir, `callgrind.${label}`);
+  const argv = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${out}`, process.execPath, '--perf-basic-prof', ...(await command(port))];
+  const proxy = start(label, pinned ? '1' : undefined, argv[0]!, argv.slice(1), join(dir, `${label}.log`));
+  const url = `http://127.0.0.1:${port}${SMALL_PATH}`;
+  try {
+    await waitForPort(port, label, 120_000); // node under valgrind starts in 5-10 s
+    await runLoad({ url, seconds: warmSeconds, cpu: LOAD, connections: 10 });
+    // The end of a wrk run (connections cut mid-request) deoptimizes some code; a clean batch re-settles it.
+    batch(url, requests);
+    execFileSync('callgrind_control', ['-i', 'on', String(proxy.pid)], { stdio: 'pipe' });
+    batch(url, requests);
+    execFileSync('callgrind_control', ['-i', 'off', String(proxy.pid)], { stdio: 'pipe' });
+    execFileSync('callgrind_control', ['-d', String(proxy.pid)], { stdio: 'pipe' });
+  } finally {
+    await stop(proxy);
+  }
+  // --separate-threads: one file per thread per dump; thread 1 is the main (JavaScript) thread.
+  const main = readdirSync(dir).find((f) => f.startsWith(`callgrind.${label}.1-01`)) ?? readdirSync(dir).find((f) => f.startsWith(`callgrind.${label}-01`));
+  if (!main) throw new Error(`no callgrind dump of ${label}'s main thread in ${dir}`);
+  const file = join(dir, main);
+  const annotate = (inclusive: boolean) => execFileSync('callgrind_annotate', ['--threshold=100', ...(inclusive ? ['--inclusive=yes'] : []), file], { maxBuffer: 1 << 28 }).toString();
+  const mapFile = `/tmp/perf-${proxy.pid}.map`;
+  // V8's worker threads: parallel scavenging, concurrent marking and JIT compilation (which varies run to run).
+  let background = 0;
+  for (const other of readdirSync(dir).filter((f) => f.startsWith(`callgrind.${label}.1-`) && f !== main)) {
+    const totals = /^totals: (\d+)/m.exec(readText(join(dir, other)));
+    if (totals) background += Number(totals[1]);
+  }
+  return { ...summarizeInstructions(annotate(false), annotate(true), existsSync(mapFile) ? readText(mapFile) : '', requests), backgroundPerRequest: background / requests };
+}
+
+const results: Array<[string, InstructionSummary & { backgroundPerRequest: number }]> = [];
+try {
+  if (flags.floor) results.push(['Node floor', await measure('floor', (port) => [join(here, 'bench', 'floor-proxy.js'), String(port), String(backendPort)])]);
+  for (const { dir: checkout, label, nodeFlags } of targets) {
+    const config = async (port: number) =>
+      meshletConfig(dir, `meshlet-${label}`, {
+        service: { name: 'bench-app', port: backendPort },
+        inbound: { address: '127.0.0.1', port: await freePort() },
+        admin: { port: await freePort() },
+        logging: { level: 'warn', accessLog: false },
+        upstreams: [{ name: 'backend', port, endpoints: [{ address: '127.0.0.1', port: backendPort }] }],
+      });
+    results.push([label, await measure(label, async (port) => ['--expose-gc', ...nodeFlags, join(checkout, 'sidecar', 'main.ts'), 'sidecar', '--config', await config(port)])]);
+  }
+} finally {
+  await stop(backend);
+}
+
+const n = (x: number) => Math.round(x).toLocaleString('en-US');
+const lines = [`Instructions per request (main thread; other threads: V8's parallel GC and JIT compilers), one hop, keep-alive ${SMALL_PATH}, ${requests} requests counted after a ${warmSeconds} s warm-up`, ''];
+lines.push(`| target | main thread | of which GC | other threads | ${results[0]![1].byCategory.map(([c]) => c).join(' | ')} |`);
+lines.push(`| --- | ---: | ---: | ---: | ${results[0]![1].byCategory.map(() => '---:').join(' | ')} |`);
+for (const [label, s] of results) {
+  const cat = new Map(s.byCategory);
+  lines.push(`| ${label} | ${n(s.perRequest)} | ${n(s.gcPerRequest)} | ${n(s.backgroundPerRequest)} | ${results[0]![1].byCategory.map(([c]) => n(cat.get(c) ?? 0)).join(' | ')} |`);
+}
+for (const [label, s] of results) {
+  lines.push('', `${label}, self instructions per request by symbol:`);
+  for (const [symbol, count] of s.bySymbol.slice(0, Number(flags.top))) lines.push(`${n(count).padStart(7)}  ${symbol.slice(0, 150)}`);
+}
+process.stdout.write(`${lines.join('\n')}\n(callgrind files in ${dir})\n`);
