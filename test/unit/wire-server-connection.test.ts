@@ -30,6 +30,9 @@ afterEach(async () => {
   }
 });
 
+/** What a reply after which the connection stays open carries, with the test servers' 5 s keep-alive timeout. */
+const KEEP = 'connection: keep-alive\r\nkeep-alive: timeout=5\r\n';
+
 async function startServer(onRequest: Handler, overrides: Partial<WireServerOptions> = {}): Promise<TestServer> {
   const connections: WireConnection[] = [];
   const sockets: Socket[] = [];
@@ -163,8 +166,8 @@ describe('WireConnection: serving requests', () => {
     client.send('HEAD / HTTP/1.1\r\nhost: x\r\n\r\nGET /empty HTTP/1.1\r\nhost: x\r\n\r\nGET /last HTTP/1.1\r\nhost: x\r\n\r\n');
     const text = await client.waitFor((t) => t.includes('would-be-body'));
     const [head, noContent] = text.split('HTTP/1.1 ').slice(1);
-    expect(head).toBe('200 OK\r\n\r\n');
-    expect(noContent).toBe('204 No Content\r\n\r\n');
+    expect(head).toBe(`200 OK\r\n${KEEP}\r\n`);
+    expect(noContent).toBe(`204 No Content\r\n${KEEP}\r\n`);
     client.socket.destroy();
   });
 
@@ -179,7 +182,7 @@ describe('WireConnection: serving requests', () => {
     const client = new RawClient(server.port);
     client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     const text = await client.waitFor((t) => t.endsWith('0\r\n\r\n'));
-    expect(text).toBe('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello \r\n8\r\nchunked \r\n5\r\nworld\r\n0\r\n\r\n');
+    expect(text).toBe(`HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n${KEEP}\r\n6\r\nhello \r\n8\r\nchunked \r\n5\r\nworld\r\n0\r\n\r\n`);
     const res = await undiciRequest(`http://127.0.0.1:${server.port}/`);
     expect(await res.body.text()).toBe('hello chunked world');
     client.socket.destroy();
@@ -212,6 +215,40 @@ describe('WireConnection: serving requests', () => {
     expect(old).toBe('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nstreamed');
     const closing = await rawExchange(server.port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
     expect(closing).toBe('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n8\r\nstreamed\r\n0\r\n\r\n');
+  });
+
+  it('keeps an HTTP/1.0 keep-alive connection open and says so, which the client needs to reuse it', async () => {
+    const server = await startServer((req, reply) => reply.end(`hi ${req.url}`));
+    const client = new RawClient(server.port);
+    client.send('GET /a HTTP/1.0\r\nconnection: keep-alive\r\n\r\n');
+    // Without `connection: keep-alive` an HTTP/1.0 client (ab -k) waits for the close that never comes.
+    expect(await client.waitFor((t) => t.endsWith('hi /a'))).toBe(`HTTP/1.1 200 OK\r\ncontent-length: 5\r\n${KEEP}\r\nhi /a`);
+    client.send('GET /b HTTP/1.0\r\nconnection: keep-alive\r\n\r\n');
+    await client.waitFor((t) => t.endsWith('hi /b'));
+    expect(server.connections).toHaveLength(1);
+    client.socket.destroy();
+  });
+
+  it('announces the keep-alive timeout in whole seconds, and none when the timeout is off', async () => {
+    const request = 'GET / HTTP/1.1\r\nhost: x\r\n\r\n';
+    const short = await startServer((_req, reply) => reply.end('ok'), { keepAliveTimeoutMs: 2500 });
+    const shortClient = new RawClient(short.port);
+    shortClient.send(request);
+    expect(await shortClient.waitFor((t) => t.endsWith('ok'))).toContain('\r\nconnection: keep-alive\r\nkeep-alive: timeout=2\r\n');
+    shortClient.socket.destroy();
+    const off = await startServer((_req, reply) => reply.end('ok'), { keepAliveTimeoutMs: 0 });
+    const offClient = new RawClient(off.port);
+    offClient.send(request);
+    const text = await offClient.waitFor((t) => t.endsWith('ok'));
+    expect(text).toContain('\r\nconnection: keep-alive\r\n');
+    expect(text).not.toContain('keep-alive: timeout');
+    offClient.socket.destroy();
+  });
+
+  it('leaves the connection header to a handler that sets its own', async () => {
+    const server = await startServer((_req, reply) => reply.writeHead(200, { connection: 'keep-alive', 'content-length': '2' }).end('ok'));
+    const text = await rawExchange(server.port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    expect(text.match(/connection:/gi)).toHaveLength(1);
   });
 
   it('sends 100 Continue at once for Expect: 100-continue, and 417 for other expectations', async () => {
@@ -512,7 +549,7 @@ describe('WireConnection: failure paths', () => {
     const counts = () => events.map((e) => server.sockets[0]!.listenerCount(e));
     let before: number[] = [];
     for (let i = 0; i < 1000; i++) {
-      const expected = (i + 1) * 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'.length;
+      const expected = (i + 1) * `HTTP/1.1 200 OK\r\ncontent-length: 2\r\n${KEEP}\r\nok`.length;
       client.send(`GET /${i} HTTP/1.1\r\nhost: x\r\n\r\n`);
       await client.waitFor((t) => t.length >= expected);
       if (i === 0) before = counts();

@@ -17,6 +17,12 @@ export interface ReplyChannel {
   replyFinished(reply: WireReply): void;
   /** The reply asked to cut the connection. */
   replyDestroyed(reply: WireReply): void;
+  /**
+   * Head lines for a reply after which the connection stays open: `connection: keep-alive` (an HTTP/1.0
+   * client closes without it) and `keep-alive: timeout=N`, the hint node:http's agent and undici use to
+   * retire an idle connection before the server's timer does, instead of sending on a closing socket.
+   */
+  readonly keepAliveLines: string;
 }
 
 /** Bytes a reply waiting behind an earlier one may buffer before write() asks its writer to pause. */
@@ -246,7 +252,7 @@ export class WireReply extends EventEmitter {
       framing = 'transfer-encoding: chunked\r\n';
       this.#chunked = true;
     } else this.#keepAlive = false; // HTTP/1.0 without a length: the body ends when the connection does.
-    if (!this.#keepAlive && !this.#userConnection) framing += 'connection: close\r\n';
+    if (!this.#userConnection) framing += this.#keepAlive ? this.#channel.keepAliveLines : 'connection: close\r\n';
     return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n${this.#lines ?? ''}${framing}\r\n`;
   }
 

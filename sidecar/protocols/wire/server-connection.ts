@@ -53,6 +53,17 @@ const MAX_QUEUED = 2;
 /** What kOnHeadersComplete returns to make llhttp stop after this head (execute() then fails with HPE_PAUSED). */
 const PAUSE_PARSER = 21;
 
+let hintMs = -1;
+let hintLines = '';
+/** The keep-alive head lines for a timeout (node:http's format: whole seconds, none when the timeout is off); the last one is kept. */
+function keepAliveLines(timeoutMs: number): string {
+  if (timeoutMs !== hintMs) {
+    hintMs = timeoutMs;
+    hintLines = timeoutMs > 0 ? `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(timeoutMs / 1000)}\r\n` : 'connection: keep-alive\r\n';
+  }
+  return hintLines;
+}
+
 /** An upgrade request waiting for the earlier replies, with the bytes that followed its head. */
 interface PendingUpgrade {
   readonly request: ParsedRequest;
@@ -174,6 +185,10 @@ export class WireConnection implements ReplyChannel {
   }
 
   // ReplyChannel
+
+  get keepAliveLines(): string {
+    return keepAliveLines(this.#options.keepAliveTimeoutMs);
+  }
 
   replyFinished(reply: WireReply): void {
     if (this.#replies[0] === reply) this.#replies.shift();
