@@ -10,14 +10,12 @@
  *   node bench/alloc.ts [--h2] [--survivors] [--seconds 4] [--top 30] [DIR]
  * DIR is the Meshlet checkout to measure (default: this one), so two checkouts can be compared.
  */
-import { mkdirSync } from 'node:fs';
-import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { summarizeAllocations } from './lib/alloc-summary.ts';
 import { runLoad } from './lib/load.ts';
-import { freePort, killAll, start, stop, waitForPort } from './lib/procs.ts';
+import { freePort, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -25,14 +23,7 @@ const { values: flags, positionals } = parseArgs({
 });
 const seconds = Number(flags.seconds);
 const checkout = resolve(positionals[0] ?? join(import.meta.dirname, '..'));
-const dir = join(import.meta.dirname, 'results', 'tmp', `alloc-${Date.now()}`);
-mkdirSync(dir, { recursive: true });
-const pinned = cpus().length >= 2;
-const LOAD = pinned ? '0' : undefined;
-process.on('SIGINT', () => {
-  killAll();
-  process.exit(130);
-});
+const { dir, pinned, loadCpu: LOAD } = toolSetup('alloc');
 
 const backendPort = await freePort();
 const backendH2Port = await freePort();

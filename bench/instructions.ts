@@ -10,14 +10,13 @@
  * to decide whether a change removes work, then check time with bench/ab.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { type InstructionSummary, readText, summarizeInstructions } from './lib/callgrind-summary.ts';
 import { runLoad } from './lib/load.ts';
-import { freePort, killAll, start, stop, waitForPort } from './lib/procs.ts';
+import { freePort, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -38,14 +37,7 @@ const targets = (positionals.length > 0 ? positionals : ['.']).map((spec) => {
   const nodeFlags = flagParts.length > 0 ? flagParts.join('=').split(',') : [];
   return { dir: resolve(dir!), label: label ?? basename(resolve(dir!)), nodeFlags };
 });
-const dir = join(import.meta.dirname, 'results', 'tmp', `instructions-${Date.now()}`);
-mkdirSync(dir, { recursive: true });
-const pinned = cpus().length >= 2;
-const LOAD = pinned ? '0' : undefined;
-process.on('SIGINT', () => {
-  killAll();
-  process.exit(130);
-});
+const { dir, pinned, loadCpu: LOAD } = toolSetup('instructions');
 
 const backendPort = await freePort();
 const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBackend(dir, backendPort)], join(dir, 'backend.log'));

@@ -1,6 +1,8 @@
 /** Child processes of a bench run: started pinned to CPUs, waited for, measured (RSS), stopped. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readdirSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { freePort } from '../../examples/demo.ts';
 
@@ -40,6 +42,22 @@ export async function stop(proc: Proc): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * What a measuring tool (alloc, instructions) starts with: a scratch directory under results/tmp, the
+ * CPU the load generator and backend share (CPU 0, the proxy gets CPU 1, when there are two), and
+ * Ctrl-C killing every child.
+ */
+export function toolSetup(kind: string): { dir: string; pinned: boolean; loadCpu: string | undefined } {
+  const dir = join(import.meta.dirname, '..', 'results', 'tmp', `${kind}-${Date.now()}`);
+  mkdirSync(dir, { recursive: true });
+  const pinned = cpus().length >= 2;
+  process.on('SIGINT', () => {
+    killAll();
+    process.exit(130);
+  });
+  return { dir, pinned, loadCpu: pinned ? '0' : undefined };
 }
 
 /** Kills whatever is still running (used on errors and signals). */
