@@ -10,7 +10,7 @@
  * to decide whether a change removes work, then check time with bench/ab.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
@@ -69,7 +69,7 @@ async function measure(label: string, command: (port: number) => string[] | Prom
     await stop(proxy);
   }
   // --separate-threads: one file per thread per dump; thread 1 is the main (JavaScript) thread.
-  const main = readdirSync(dir).find((f) => f.startsWith(`callgrind.${label}.1-01`)) ?? readdirSync(dir).find((f) => f.startsWith(`callgrind.${label}-01`));
+  const main = readdirSync(dir).find((f) => f === `callgrind.${label}.1-01`);
   if (!main) throw new Error(`no callgrind dump of ${label}'s main thread in ${dir}`);
   const file = join(dir, main);
   const annotate = (inclusive: boolean) => execFileSync('callgrind_annotate', ['--threshold=100', ...(inclusive ? ['--inclusive=yes'] : []), file], { maxBuffer: 1 << 28 }).toString();
@@ -80,7 +80,9 @@ async function measure(label: string, command: (port: number) => string[] | Prom
     const totals = /^totals: (\d+)/m.exec(readText(join(dir, other)));
     if (totals) background += Number(totals[1]);
   }
-  return { ...summarizeInstructions(annotate(false), annotate(true), existsSync(mapFile) ? readText(mapFile) : '', requests), backgroundPerRequest: background / requests };
+  const summary = summarizeInstructions(annotate(false), annotate(true), existsSync(mapFile) ? readText(mapFile) : '', requests);
+  rmSync(mapFile, { force: true }); // node leaves one per process in /tmp, tens of MB each
+  return { ...summary, backgroundPerRequest: background / requests };
 }
 
 const results: Array<[string, InstructionSummary & { backgroundPerRequest: number }]> = [];
