@@ -10,11 +10,11 @@
  * to decide whether a change removes work, then check time with bench/ab.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
-import { type InstructionSummary, readText, summarizeInstructions } from './lib/callgrind-summary.ts';
+import { type InstructionSummary, summarizeInstructions } from './lib/callgrind-summary.ts';
 import { runLoad } from './lib/load.ts';
 import { freePort, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
 
@@ -77,10 +77,10 @@ async function measure(label: string, command: (port: number) => string[] | Prom
   // V8's worker threads: parallel scavenging, concurrent marking and JIT compilation (which varies run to run).
   let background = 0;
   for (const other of readdirSync(dir).filter((f) => f.startsWith(`callgrind.${label}.1-`) && f !== main)) {
-    const totals = /^totals: (\d+)/m.exec(readText(join(dir, other)));
+    const totals = /^totals: (\d+)/m.exec(readFileSync(join(dir, other), 'utf8'));
     if (totals) background += Number(totals[1]);
   }
-  const summary = summarizeInstructions(annotate(false), annotate(true), existsSync(mapFile) ? readText(mapFile) : '', requests);
+  const summary = summarizeInstructions(annotate(false), annotate(true), existsSync(mapFile) ? readFileSync(mapFile, 'utf8') : '', requests);
   rmSync(mapFile, { force: true }); // node leaves one per process in /tmp, tens of MB each
   return { ...summary, backgroundPerRequest: background / requests };
 }

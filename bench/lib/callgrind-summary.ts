@@ -4,8 +4,6 @@
  * symbols in callgrind; node's `--perf-basic-prof` map names it. Instructions are not time: simple
  * loops run several per cycle and cache-missing runtime code less than one, so compare like with like.
  */
-import { readFileSync } from 'node:fs';
-
 export interface PerfMapEntry {
   readonly start: number;
   readonly size: number;
@@ -106,8 +104,4 @@ export function summarizeInstructions(selfAnnotated: string, inclusiveAnnotated:
   }
   const sorted = <K>(m: Map<K, number>) => [...m].sort((a, b) => b[1] - a[1]);
   return { requests, perRequest: total / requests, gcPerRequest: (gcRow?.[0] ?? 0) / requests, byCategory: sorted(byCategory), bySymbol: sorted(bySymbol) };
-}
-
-export function readText(file: string): string {
-  return readFileSync(file, 'utf8');
 }
