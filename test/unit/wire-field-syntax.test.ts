@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isFieldBlock, isFieldValue, isRequestTarget, isToken } from '../../sidecar/protocols/wire/field-syntax.ts';
+import { firstBadField, isFieldBlock, isFieldValue, isRequestTarget, isToken } from '../../sidecar/protocols/wire/field-syntax.ts';
 
 describe('field syntax of an HTTP/1.1 head', () => {
   it('accepts well-formed field lines, empty values, tabs and obs-text', () => {
@@ -32,5 +32,12 @@ describe('field syntax of an HTTP/1.1 head', () => {
   it('takes visible ASCII request targets only', () => {
     expect(isRequestTarget('/a/b?c=d%20e')).toBe(true);
     for (const target of ['', '/a b', '/a\r\nb', '/caf\u00e9', '/\t']) expect(isRequestTarget(target), JSON.stringify(target)).toBe(false);
+  });
+
+  it('names the first bad field in order, skipping undefined values and the values the caller writes itself', () => {
+    expect(firstBadField({ a: 'ok', 'b c': 'v', d: 'x\r\ny' })).toEqual({ name: 'b c', part: 'name' });
+    expect(firstBadField({ a: 'ok', d: ['fine', 'x\0'], e: 'x\ny' })).toEqual({ name: 'd', part: 'value' });
+    expect(firstBadField({ n: 42, u: undefined, 'content-length': 'x\r\n', z: 'bad\r' }, (name) => name === 'content-length')).toEqual({ name: 'z', part: 'value' });
+    expect(firstBadField({ a: 'ok', b: ['c', 'd'] })).toBeUndefined();
   });
 });

@@ -38,3 +38,24 @@ export function isFieldBlock(lines: string, count: number): boolean {
   for (let i = lines.indexOf('\n'); i !== -1; i = lines.indexOf('\n', i + 1)) ends++;
   return ends === count;
 }
+
+/**
+ * The first field of `headers` that fails the checks, for the error that names it: a name that is not a
+ * token, or a string value that is not a field value (numbers always pass; undefined values are not
+ * written, so not checked). `skipValue` picks names whose value the caller does not write as given.
+ */
+export function firstBadField(
+  headers: Readonly<Record<string, string | number | readonly string[] | undefined>>,
+  skipValue?: (name: string) => boolean,
+): { readonly name: string; readonly part: 'name' | 'value' } | undefined {
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined) continue;
+    if (!isToken(name)) return { name, part: 'name' };
+    if (skipValue?.(name)) continue;
+    for (const item of typeof value === 'object' ? value : [value]) {
+      if (typeof item !== 'number' && !isFieldValue(item)) return { name, part: 'value' };
+    }
+  }
+  return undefined;
+}

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from '../../node-http.ts';
 import type { Socket } from 'node:net';
 import { meshError } from '../../errors.ts';
-import { isFieldBlock, isFieldValue, isToken } from './field-syntax.ts';
+import { firstBadField, isFieldBlock } from './field-syntax.ts';
 
 /** What a reply needs from the connection it answers on. */
 export interface ReplyChannel {
@@ -40,15 +40,10 @@ function invalidHeader(code: string, message: string): TypeError {
 
 /** The error for a reply head whose field block failed the check: names the first bad field, as node:http would. */
 function invalidHeaderField(headers: Record<string, HeaderValue>): TypeError {
-  for (const name in headers) {
-    const value = headers[name];
-    if (value === undefined) continue;
-    if (!isToken(name)) return invalidHeader('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
-    for (const item of typeof value === 'object' ? value : [value]) {
-      if (typeof item !== 'number' && !isFieldValue(item)) return invalidHeader('ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
-    }
-  }
-  return invalidHeader('ERR_INVALID_CHAR', 'Invalid header block');
+  const bad = firstBadField(headers);
+  if (bad === undefined) return invalidHeader('ERR_INVALID_CHAR', 'Invalid header block');
+  if (bad.part === 'name') return invalidHeader('ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${bad.name}"]`);
+  return invalidHeader('ERR_INVALID_CHAR', `Invalid character in header content ["${bad.name}"]`);
 }
 
 /** The response to one request, written straight to the socket (no ServerResponse). */

@@ -9,7 +9,7 @@ import type { OnReadOpts, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
 import type { WireBody } from './response-body.ts';
-import { isFieldBlock, isFieldValue, isRequestTarget, isToken } from './field-syntax.ts';
+import { firstBadField, isFieldBlock, isRequestTarget, isToken } from './field-syntax.ts';
 import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
 
 export type { BodySink, WireBody } from './response-body.ts';
@@ -69,15 +69,10 @@ function invalidArg(message: string): Error {
 
 /** The error for a head whose field block failed the check: names the first bad field. */
 function invalidField(headers: HeaderMap, peer: string): Error {
-  for (const name in headers) {
-    if (!isToken(name)) return invalidArg(`invalid header name "${name}" for ${peer}`);
-    const value = headers[name] as string | string[];
-    if (name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
-    for (const item of typeof value === 'string' ? [value] : value) {
-      if (!isFieldValue(item)) return invalidArg(`invalid value for header "${name}" to ${peer}`);
-    }
-  }
-  return invalidArg(`invalid header block for ${peer}`);
+  // The framing fields' values are the pool's own (validated or dropped), not written as given.
+  const bad = firstBadField(headers, (name) => name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive');
+  if (bad === undefined) return invalidArg(`invalid header block for ${peer}`);
+  return invalidArg(bad.part === 'name' ? `invalid header name "${bad.name}" for ${peer}` : `invalid value for header "${bad.name}" to ${peer}`);
 }
 
 function parseContentLength(value: string | string[], peer: string): number {
