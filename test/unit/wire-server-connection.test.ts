@@ -631,6 +631,18 @@ describe('WireConnection: gaps its first tests left', () => {
     client.socket.destroy();
   });
 
+  it('announces a keep-alive timeout changed by setOptions from the next reply on', async () => {
+    const server = await startServer((_req, reply) => reply.end('ok'));
+    const client = new RawClient(server.port);
+    client.send('GET /1 HTTP/1.1\r\nhost: x\r\n\r\n');
+    expect(await client.waitFor((t) => t.endsWith('ok'))).toContain('keep-alive: timeout=5\r\n');
+    server.connections[0]!.setOptions({ ...baseOptions((_req, reply) => reply.end('ok')), keepAliveTimeoutMs: 9000 });
+    client.send('GET /2 HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await client.waitFor((t) => t.split('HTTP/1.1 ').length === 3 && t.endsWith('ok'));
+    expect(text.split('HTTP/1.1 ')[2]).toContain('keep-alive: timeout=9\r\n');
+    client.socket.destroy();
+  });
+
   it('parses no more than a few of 50 pipelined GETs in one packet while replies are held, then answers all in order', async () => {
     const held: WireReply[] = [];
     let handled = 0;

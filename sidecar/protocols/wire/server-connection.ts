@@ -53,15 +53,9 @@ const MAX_QUEUED = 2;
 /** What kOnHeadersComplete returns to make llhttp stop after this head (execute() then fails with HPE_PAUSED). */
 const PAUSE_PARSER = 21;
 
-let hintMs = -1;
-let hintLines = '';
-/** The keep-alive head lines for a timeout (node:http's format: whole seconds, none when the timeout is off); the last one is kept. */
-function keepAliveLines(timeoutMs: number): string {
-  if (timeoutMs !== hintMs) {
-    hintMs = timeoutMs;
-    hintLines = timeoutMs > 0 ? `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(timeoutMs / 1000)}\r\n` : 'connection: keep-alive\r\n';
-  }
-  return hintLines;
+/** The keep-alive head lines for a timeout, in node:http's format: whole seconds, no hint when the timeout is off. */
+function keepAliveLinesFor(timeoutMs: number): string {
+  return timeoutMs > 0 ? `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(timeoutMs / 1000)}\r\n` : 'connection: keep-alive\r\n';
 }
 
 /** An upgrade request waiting for the earlier replies, with the bytes that followed its head. */
@@ -88,6 +82,8 @@ function connectionReset(message: string): Error {
 /** Serves HTTP/1.1 on one accepted socket until it closes. */
 export class WireConnection implements ReplyChannel {
   readonly socket: Socket;
+  /** ReplyChannel: set from the options' keep-alive timeout, at start and when setOptions changes it. */
+  keepAliveLines: string;
   #options: WireServerOptions;
   readonly #parser: LlhttpParser;
   #state: State = 'open';
@@ -136,6 +132,7 @@ export class WireConnection implements ReplyChannel {
   constructor(socket: Socket, options: WireServerOptions) {
     this.socket = socket;
     this.#options = options;
+    this.keepAliveLines = keepAliveLinesFor(options.keepAliveTimeoutMs);
     const parser = (this.#parser = createParser('request', options.maxRequestHeadBytes));
     parser[kOnMessageBegin] = this.#onMessageBegin;
     parser[kOnHeaders] = this.#onHeaders;
@@ -181,14 +178,13 @@ export class WireConnection implements ReplyChannel {
     this.#options = options;
     if (options.idleTimeoutMs !== previous.idleTimeoutMs && this.#state === 'open') this.socket.setTimeout(options.idleTimeoutMs);
     if (options.headTimeoutMs !== previous.headTimeoutMs) this.#headTimer = this.#clearTimer(this.#headTimer);
-    if (options.keepAliveTimeoutMs !== previous.keepAliveTimeoutMs) this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    if (options.keepAliveTimeoutMs !== previous.keepAliveTimeoutMs) {
+      this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+      this.keepAliveLines = keepAliveLinesFor(options.keepAliveTimeoutMs);
+    }
   }
 
   // ReplyChannel
-
-  get keepAliveLines(): string {
-    return keepAliveLines(this.#options.keepAliveTimeoutMs);
-  }
 
   replyFinished(reply: WireReply): void {
     if (this.#replies[0] === reply) this.#replies.shift();
