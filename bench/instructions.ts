@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { type InstructionSummary, summarizeInstructions } from './lib/callgrind-summary.ts';
 import { runLoad } from './lib/load.ts';
-import { freePort, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
+import { freePort, runPinned, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -44,9 +44,8 @@ const backend = start('nginx-backend', LOAD, 'nginx', ['-p', dir, '-c', nginxBac
 await waitForPort(backendPort, 'backend');
 
 /** h2load's HTTP/1.1 mode sends exactly `n` requests (wrk cannot), 10 connections, keep-alive. */
-function batch(url: string, n: number): void {
-  const argv = ['h2load', '--h1', '-n', String(n), '-c', '10', url];
-  const out = execFileSync(LOAD === undefined ? argv[0]! : 'taskset', LOAD === undefined ? argv.slice(1) : ['-c', LOAD, ...argv]).toString();
+async function batch(url: string, n: number): Promise<void> {
+  const out = await runPinned(LOAD, 'h2load', ['--h1', '-n', String(n), '-c', '10', url], 600_000);
   if (!out.includes(`${n} succeeded`)) throw new Error(`h2load did not complete ${n} requests:\n${out}`);
 }
 
@@ -60,9 +59,9 @@ async function measure(label: string, command: (port: number) => string[] | Prom
     await waitForPort(port, label, 120_000); // node under valgrind starts in 5-10 s
     await runLoad({ url, seconds: warmSeconds, cpu: LOAD, connections: 10 });
     // The end of a wrk run (connections cut mid-request) deoptimizes some code; a clean batch re-settles it.
-    batch(url, requests);
+    await batch(url, requests);
     execFileSync('callgrind_control', ['-i', 'on', String(proxy.pid)], { stdio: 'pipe' });
-    batch(url, requests);
+    await batch(url, requests);
     execFileSync('callgrind_control', ['-i', 'off', String(proxy.pid)], { stdio: 'pipe' });
     execFileSync('callgrind_control', ['-d', String(proxy.pid)], { stdio: 'pipe' });
   } finally {

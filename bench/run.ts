@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { floorPairArgs, haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
 import { h2load, h2loadErrorCount } from './lib/h2load.ts';
-import { freePort, killAll, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { freePort, killAll, pinnedArgv, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
 import { wrk, wrkErrorCount } from './lib/wrk.ts';
 
@@ -507,8 +507,8 @@ function mb(bytes: number | undefined): string {
 
 /** Opens `count` connections (one request each) to `port` from a helper process and reads `pid`'s RSS. */
 async function holdConnections(port: number, count: number, pid: number): Promise<{ rss: number | undefined; open: number; ok: number }> {
-  const argv = LOAD_CPU === undefined ? [process.execPath] : ['taskset', '-c', LOAD_CPU, process.execPath];
-  const child = spawn(argv[0]!, [...argv.slice(1), join(ROOT, 'bench', 'lib', 'conns.ts'), String(port), String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [file, ...argv] = pinnedArgv(LOAD_CPU, process.execPath, [join(ROOT, 'bench', 'lib', 'conns.ts'), String(port), String(count)]);
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const line = await new Promise<string>((resolve, reject) => {
       let out = '';

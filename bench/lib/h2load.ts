@@ -1,5 +1,5 @@
 /** Runs h2load (nghttp2) pinned to a CPU for the HTTP/2 workload and parses its text summary. */
-import { run } from './procs.ts';
+import { runPinned } from './procs.ts';
 
 export interface H2loadResult {
   readonly tool: 'h2load';
@@ -77,8 +77,7 @@ export function h2loadErrorCount(result: H2loadResult): number {
 
 export async function h2load(options: H2loadOptions): Promise<H2loadResult> {
   const args = ['-t1', `-c${options.clients}`, `-m${options.streams}`, `-D${options.seconds}`, options.url];
-  const argv = options.cpu === undefined ? ['h2load', ...args] : ['taskset', '-c', options.cpu, 'h2load', ...args];
-  const out = await run(argv[0]!, argv.slice(1), (options.seconds + 30) * 1000);
+  const out = await runPinned(options.cpu, 'h2load', args, (options.seconds + 30) * 1000);
   const result = parseH2load(out);
   // h2load exits 0 with all-zero figures when no client could connect or agree on HTTP/2: a broken
   // target, not a slow one.

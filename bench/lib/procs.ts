@@ -15,10 +15,15 @@ export interface Proc {
 
 const running = new Set<ChildProcess>();
 
+/** `cmd args` as an argv, under taskset when `cpus` (a list like "1") is given. */
+export function pinnedArgv(cpus: string | undefined, cmd: string, args: readonly string[]): [string, ...string[]] {
+  return cpus === undefined ? [cmd, ...args] : ['taskset', '-c', cpus, cmd, ...args];
+}
+
 /** Starts `cmd args` pinned to `cpus` (a taskset list like "1"), its output kept in `logFile`. */
 export function start(name: string, cpus: string | undefined, cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): Proc {
-  const argv = cpus === undefined ? [cmd, ...args] : ['taskset', '-c', cpus, cmd, ...args];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+  const [file, ...argv] = pinnedArgv(cpus, cmd, args);
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
   const log = createWriteStream(logFile);
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
@@ -148,4 +153,10 @@ export function run(cmd: string, args: string[], timeoutMs = 120_000): Promise<s
       else reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err || out}`));
     });
   });
+}
+
+/** run(), pinned to `cpus` as start() pins. */
+export function runPinned(cpus: string | undefined, cmd: string, args: readonly string[], timeoutMs?: number): Promise<string> {
+  const [file, ...argv] = pinnedArgv(cpus, cmd, args);
+  return run(file, argv, timeoutMs);
 }

@@ -1,6 +1,6 @@
 /** Runs wrk pinned to a CPU and reads the JSON line printed by wrk/report.lua. */
 import { join } from 'node:path';
-import { run } from './procs.ts';
+import { runPinned } from './procs.ts';
 
 export interface WrkResult {
   readonly requests: number;
@@ -32,8 +32,7 @@ export async function wrk(options: WrkOptions): Promise<WrkResult> {
   for (const h of options.headers ?? []) args.push('-H', h);
   args.push(options.url, '--', String(options.thinkMs ?? 0));
   if (options.jitter) args.push('jitter');
-  const argv = options.cpu === undefined ? ['wrk', ...args] : ['taskset', '-c', options.cpu, 'wrk', ...args];
-  const out = await run(argv[0]!, argv.slice(1), (options.seconds + 30) * 1000);
+  const out = await runPinned(options.cpu, 'wrk', args, (options.seconds + 30) * 1000);
   const line = out.split('\n').find((l) => l.startsWith('WRKJSON '));
   if (!line) throw new Error(`wrk printed no result for ${options.url}:\n${out}`);
   const raw = JSON.parse(line.slice('WRKJSON '.length)) as {
