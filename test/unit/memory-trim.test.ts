@@ -103,14 +103,20 @@ describe('MemoryTrimmer', () => {
     expect(calls).toHaveLength(2);
   });
 
-  it('does not trim when traffic resumed at the end of an idle interval: the interval looked idle, the last second was not', () => {
+  /** A trimmer past its start-up trim (fake timers), its RSS grown enough for another: only idleness is missing. */
+  function grownAfterStartupTrim(options?: Partial<MemoryTrimmerOptions>) {
     vi.useFakeTimers();
     const state = { rss: 200, busy: 0 };
-    const { trimmer, calls } = fakeTrimmer(state);
+    const { trimmer, calls } = fakeTrimmer(state, options);
     trimmer.start();
     vi.advanceTimersByTime(1000);
     expect(calls).toHaveLength(1);
     state.rss = 400;
+    return { state, trimmer, calls };
+  }
+
+  it('does not trim when traffic resumed at the end of an idle interval: the interval looked idle, the last second was not', () => {
+    const { state, trimmer, calls } = grownAfterStartupTrim();
     state.busy = 0.001;
     vi.advanceTimersByTime(30_000);
     // The interval was idle; requests arrive while the trim waits for its confirmation.
@@ -127,13 +133,7 @@ describe('MemoryTrimmer', () => {
   });
 
   it('after traffic, trims only once enough check intervals in a row were idle: a pause between bursts keeps the warm young generation', () => {
-    vi.useFakeTimers();
-    const state = { rss: 200, busy: 0 };
-    const { trimmer, calls } = fakeTrimmer(state, { idleIntervals: 3 });
-    trimmer.start();
-    vi.advanceTimersByTime(1000);
-    expect(calls).toHaveLength(1);
-    state.rss = 400;
+    const { state, trimmer, calls } = grownAfterStartupTrim({ idleIntervals: 3 });
     // Two idle intervals, then a burst: the count starts over.
     state.busy = 0.001;
     vi.advanceTimersByTime(60_000);
@@ -149,13 +149,7 @@ describe('MemoryTrimmer', () => {
   });
 
   it('waits five minutes of idle intervals by default', () => {
-    vi.useFakeTimers();
-    const state = { rss: 200, busy: 0 };
-    const { trimmer, calls } = fakeTrimmer(state, {});
-    trimmer.start();
-    vi.advanceTimersByTime(1000);
-    expect(calls).toHaveLength(1);
-    state.rss = 400;
+    const { trimmer, calls } = grownAfterStartupTrim({});
     vi.advanceTimersByTime(270_000);
     expect(calls).toHaveLength(1);
     vi.advanceTimersByTime(31_000);
@@ -164,12 +158,7 @@ describe('MemoryTrimmer', () => {
   });
 
   it('stop() while a trim waits for its confirmation cancels it', () => {
-    vi.useFakeTimers();
-    const state = { rss: 200, busy: 0 };
-    const { trimmer, calls } = fakeTrimmer(state);
-    trimmer.start();
-    vi.advanceTimersByTime(1000);
-    state.rss = 400;
+    const { trimmer, calls } = grownAfterStartupTrim();
     vi.advanceTimersByTime(30_000);
     trimmer.stop();
     vi.advanceTimersByTime(5000);
