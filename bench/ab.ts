@@ -18,10 +18,10 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { floorPairArgs, haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
-import { cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { checkoutSpec, cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { runLoad } from './lib/load.ts';
 
@@ -131,10 +131,11 @@ if (flags.floor && !twoHop && !tcp) {
 }
 
 for (const [i, spec] of positionals.entries()) {
-  const [dirPath, label = spec, ...flagParts] = spec.split('=') as [string, string?, ...string[]];
+  const checkout = checkoutSpec(spec);
+  const label = checkout.label ?? spec;
   // --expose-gc as the launcher and the image start Meshlet (trimMemory).
-  const nodeFlags = ['--expose-gc', ...(flagParts.length > 0 ? flagParts.join('=').split(',') : [])];
-  const root = resolve(dirPath);
+  const nodeFlags = ['--expose-gc', ...checkout.nodeFlags];
+  const root = checkout.dir;
   const main = join(root, 'sidecar', 'main.ts');
   const name = `meshlet-${i}`;
   const port = await freePort();

@@ -11,12 +11,12 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { type InstructionSummary, summarizeInstructions } from './lib/callgrind-summary.ts';
 import { runLoad } from './lib/load.ts';
-import { freePort, runPinned, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
+import { checkoutSpec, freePort, runPinned, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
@@ -31,11 +31,10 @@ for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate', 'h2lo
 const requests = Number(flags.requests);
 const warmSeconds = Number(flags.warm);
 const here = join(import.meta.dirname, '..');
-// DIR[=LABEL[=NODE_FLAGS]], as bench/ab.ts takes them: flags comma-separated, e.g. `.=semi16=--min-semi-space-size=16`.
+// As bench/ab.ts takes them, e.g. `.=semi16=--min-semi-space-size=16`.
 const targets = (positionals.length > 0 ? positionals : ['.']).map((spec) => {
-  const [dir, label, ...flagParts] = spec.split('=');
-  const nodeFlags = flagParts.length > 0 ? flagParts.join('=').split(',') : [];
-  return { dir: resolve(dir!), label: label ?? basename(resolve(dir!)), nodeFlags };
+  const checkout = checkoutSpec(spec);
+  return { ...checkout, label: checkout.label ?? basename(checkout.dir) };
 });
 const { dir, pinned, loadCpu: LOAD } = toolSetup('instructions');
 
@@ -49,7 +48,10 @@ async function batch(url: string, n: number): Promise<void> {
   if (!out.includes(`${n} succeeded`)) throw new Error(`h2load did not complete ${n} requests:\n${out}`);
 }
 
-async function measure(label: string, command: (port: number) => string[] | Promise<string[]>): Promise<InstructionSummary & { backgroundPerRequest: number }> {
+/** The main thread's summary, and the other threads' instructions per request beside it. */
+type Measured = InstructionSummary & { readonly backgroundPerRequest: number };
+
+async function measure(label: string, command: (port: number) => string[] | Promise<string[]>): Promise<Measured> {
   const port = await freePort();
   const out = join(dir, `callgrind.${label}`);
   const argv = ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${out}`, process.execPath, '--perf-basic-prof', ...(await command(port))];
@@ -68,9 +70,9 @@ async function measure(label: string, command: (port: number) => string[] | Prom
     await stop(proxy);
   }
   // --separate-threads: one file per thread per dump; thread 1 is the main (JavaScript) thread.
-  const main = readdirSync(dir).find((f) => f === `callgrind.${label}.1-01`);
-  if (!main) throw new Error(`no callgrind dump of ${label}'s main thread in ${dir}`);
+  const main = `callgrind.${label}.1-01`;
   const file = join(dir, main);
+  if (!existsSync(file)) throw new Error(`no callgrind dump of ${label}'s main thread in ${dir}`);
   const annotate = (inclusive: boolean) => execFileSync('callgrind_annotate', ['--threshold=100', ...(inclusive ? ['--inclusive=yes'] : []), file], { maxBuffer: 1 << 28 }).toString();
   const mapFile = `/tmp/perf-${proxy.pid}.map`;
   // V8's worker threads: parallel scavenging, concurrent marking and JIT compilation (which varies run to run).
@@ -84,7 +86,7 @@ async function measure(label: string, command: (port: number) => string[] | Prom
   return { ...summary, backgroundPerRequest: background / requests };
 }
 
-const results: Array<[string, InstructionSummary & { backgroundPerRequest: number }]> = [];
+const results: Array<[string, Measured]> = [];
 try {
   if (flags.floor) results.push(['Node floor', await measure('floor', (port) => [join(here, 'bench', 'floor-proxy.js'), String(port), String(backendPort)])]);
   for (const { dir: checkout, label, nodeFlags } of targets) {

@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { connect } from 'node:net';
 import { freePort } from '../../examples/demo.ts';
 
@@ -63,6 +63,12 @@ export function toolSetup(kind: string): { dir: string; pinned: boolean; loadCpu
     process.exit(130);
   });
   return { dir, pinned, loadCpu: pinned ? '0' : undefined };
+}
+
+/** A Meshlet checkout as the comparing tools take it: `DIR[=LABEL[=NODE_FLAGS]]`, the flags comma-separated. */
+export function checkoutSpec(spec: string): { dir: string; label: string | undefined; nodeFlags: string[] } {
+  const [dir, label, ...flagParts] = spec.split('=') as [string, string?, ...string[]];
+  return { dir: resolve(dir), label, nodeFlags: flagParts.length > 0 ? flagParts.join('=').split(',') : [] };
 }
 
 /** Kills whatever is still running (used on errors and signals). */
