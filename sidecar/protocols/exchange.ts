@@ -44,6 +44,11 @@ export interface ProxyExchange {
 export interface UpstreamResponse {
   readonly statusCode: number;
   readonly headers: Record<string, string | string[] | undefined>;
+  /**
+   * The fields exactly as a strict HTTP/1.1 parser received them, offered only while nobody has read
+   * (and so possibly edited) `headers`: the HTTP/1.1 writer then relays them without building that object.
+   */
+  readonly untouchedRawHeaders?: readonly string[] | undefined;
   /** A stream (HTTP/2), or a body read straight off a pooled HTTP/1.1 connection. */
   readonly body: Readable | WireBody;
   readonly endpoint: EndpointState;

@@ -1,6 +1,6 @@
 import { meshError } from '../errors.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
-import type { WireResponse } from './wire/upstream-pool.ts';
+import type { WireBody, WireResponse } from './wire/upstream-pool.ts';
 import { whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
 import { upstreamError } from './respond.ts';
 
@@ -25,6 +25,33 @@ export function pickForAttempt(x: ProxyExchange): EndpointState {
   x.tried.push(state);
   x.attempts++;
   return state;
+}
+
+/** A pooled connection's response and the endpoint that sent it; its header object is built only if a layer asks. */
+class EndpointResponse implements UpstreamResponse {
+  readonly #response: WireResponse;
+  readonly endpoint: EndpointState;
+
+  constructor(response: WireResponse, endpoint: EndpointState) {
+    this.#response = response;
+    this.endpoint = endpoint;
+  }
+
+  get statusCode(): number {
+    return this.#response.statusCode;
+  }
+
+  get headers(): Record<string, string | string[]> {
+    return this.#response.headers;
+  }
+
+  get untouchedRawHeaders(): readonly string[] | undefined {
+    return this.#response.untouchedRawHeaders;
+  }
+
+  get body(): WireBody {
+    return this.#response.body;
+  }
 }
 
 function hostOf(state: EndpointState): string {
@@ -67,7 +94,7 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
     return sent.then(
       (response) => {
         whenBodyCloses(response.body, () => state.active--);
-        return { statusCode: response.statusCode, headers: response.headers, body: response.body, endpoint: state };
+        return new EndpointResponse(response, state);
       },
       (err: unknown) => {
         state.active--;

@@ -50,6 +50,51 @@ export function stripHopByHop(headers: Record<string, string | string[] | undefi
   for (const name in headers) if (HOP_BY_HOP.has(name) || listed?.has(name)) delete headers[name];
 }
 
+/** Lengths of the names relayedFieldLines must look at: a field of any other length is relayed without lowercasing it. */
+const NOTABLE_LENGTH = new Uint8Array(32);
+for (const name of [...HOP_BY_HOP, 'content-length', 'via']) NOTABLE_LENGTH[name.length] = 1;
+
+/** What relayedFieldLines found (one object, reused: it is read at once by the caller). */
+export interface RelayedFields {
+  /** `name: value\r\n` per end-to-end field, in the order and case received, then one Via line. */
+  lines: string;
+  hasContentLength: boolean;
+}
+
+const relayed: RelayedFields = { lines: '', hasContentLength: false };
+
+/**
+ * The end-to-end fields of a received head (raw name/value pairs) as header lines, hop-by-hop ones
+ * dropped and `via` appended to the received Via values (one line, as the header-object path writes
+ * it): endToEndHeaders + Via + serializing, without the object in between. Undefined when a Connection
+ * field names further fields to drop (rare): the caller takes the header-object path then.
+ */
+export function relayedFieldLines(raw: readonly string[], via: string): RelayedFields | undefined {
+  let lines = '';
+  let hasContentLength = false;
+  let priorVia = '';
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    if (NOTABLE_LENGTH[name.length] === 1) {
+      const lower = name.toLowerCase();
+      if (lower === 'content-length') hasContentLength = true;
+      else if (lower === 'via') {
+        priorVia += `${value}, `;
+        continue;
+      } else if (HOP_BY_HOP.has(lower)) {
+        const listed = lower === 'connection' ? connectionListed(value) : undefined;
+        if (listed !== undefined && listed !== CLOSE_ONLY) return undefined;
+        continue;
+      }
+    }
+    lines += `${name}: ${value}\r\n`;
+  }
+  relayed.lines = `${lines}via: ${priorVia}${via}\r\n`;
+  relayed.hasContentLength = hasContentLength;
+  return relayed;
+}
+
 /** Appends a value to a possibly repeated header, comma-joined as RFC 9110 allows for list headers. */
 export function appendListHeader(headers: HeaderMap, name: string, value: string): void {
   const prior = headers[name];

@@ -8,7 +8,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
 import { createEndpointForward } from './forward.ts';
-import { addForwardingHeaders, endToEndHeaders, stripHopByHop, type HeaderMap } from './headers.ts';
+import { addForwardingHeaders, endToEndHeaders, relayedFieldLines, stripHopByHop, type HeaderMap } from './headers.ts';
 import { streamBody } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
 import type { WireReply } from './wire/reply.ts';
@@ -87,7 +87,11 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
       for (const o of observers) o.onStart?.(x);
       upstream = await forward(x);
       endpoint = upstream.endpoint;
-      res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
+      // Fields nobody read or edited leave as received (the common case); else through the header object.
+      const raw = upstream.untouchedRawHeaders;
+      const relayed = raw === undefined ? undefined : relayedFieldLines(raw, VIA);
+      if (relayed !== undefined) res.writeRelayedHead(upstream.statusCode, relayed.lines, relayed.hasContentLength);
+      else res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
       await streamBody(upstream.body, res);
     } catch (err) {
       // A response head node:http refuses to write (e.g. invalid header bytes) leaves the body unread.

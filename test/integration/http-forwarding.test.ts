@@ -23,6 +23,14 @@ describe('HTTP/1.1 forwarding details', () => {
         res.end('ok');
         return;
       }
+      if (req.url === '/relayed') {
+        // node:http adds `Connection: keep-alive` and `Keep-Alive: timeout=5`: hop-by-hop, never relayed.
+        res.setHeader('Set-Cookie', ['a=1', 'b=2']);
+        res.setHeader('Via', '1.0 app-proxy');
+        res.setHeader('X-Mixed-Case', 'Value');
+        res.end('relayed');
+        return;
+      }
       const body = JSON.stringify({ url: req.url, host: req.headers.host, xfh: req.headers['x-forwarded-host'] });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
@@ -62,6 +70,19 @@ describe('HTTP/1.1 forwarding details', () => {
     expect(res.headers['x-private']).toBeUndefined();
     expect(res.headers.via).toBe('1.1 meshlet');
     expect(await res.body.text()).toBe('ok');
+  });
+
+  it('relays a response head no layer touched as received: repeated fields kept, hop-by-hop dropped, our Via joined', async () => {
+    const reply = await rawExchange(port, 'GET /relayed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const head = reply.slice(0, reply.indexOf('\r\n\r\n'));
+    expect(head).toMatch(/^HTTP\/1\.1 200 /);
+    expect(head).toContain('\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n');
+    expect(head).toContain('\r\nX-Mixed-Case: Value\r\n');
+    expect(head).toContain('\r\nvia: 1.0 app-proxy, 1.1 meshlet');
+    expect(head.match(/^connection:/gim)).toEqual(['connection:']);
+    expect(head).toContain('\r\nconnection: close');
+    expect(head).not.toMatch(/keep-alive/i);
+    expect(bodyOf(reply)).toBe('relayed');
   });
 
   it('reaches IPv6 endpoints over HTTP and TCP', async () => {

@@ -245,6 +245,26 @@ describe('WireConnection: serving requests', () => {
     offClient.socket.destroy();
   });
 
+  it('writes a relayed head as given, framing it with its content-length or by chunking, refusing a second head', async () => {
+    const server = await startServer((req, reply) => {
+      if (req.url === '/sized') reply.writeRelayedHead(200, 'Content-Type: text/plain\r\nContent-Length: 2\r\nvia: 1.1 meshlet\r\n', true).end('ok');
+      else {
+        reply.writeRelayedHead(404, 'X-Case: Kept\r\n', false);
+        expect(() => reply.writeRelayedHead(200, '', false)).toThrow(/after they are sent/);
+        reply.write('no');
+        reply.end('pe');
+      }
+    });
+    const client = new RawClient(server.port);
+    client.send('GET /sized HTTP/1.1\r\nhost: x\r\n\r\nGET /streamed HTTP/1.1\r\nhost: x\r\n\r\n');
+    const text = await client.waitFor((t) => t.endsWith('0\r\n\r\n'));
+    expect(text).toBe(
+      `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nvia: 1.1 meshlet\r\n${KEEP}\r\nok` +
+        `HTTP/1.1 404 Not Found\r\nX-Case: Kept\r\ntransfer-encoding: chunked\r\n${KEEP}\r\n2\r\nno\r\n2\r\npe\r\n0\r\n\r\n`,
+    );
+    client.socket.destroy();
+  });
+
   it('leaves the connection header to a handler that sets its own', async () => {
     const server = await startServer((_req, reply) => reply.writeHead(200, { connection: 'keep-alive', 'content-length': '2' }).end('ok'));
     const text = await rawExchange(server.port, 'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');

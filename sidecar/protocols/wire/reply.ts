@@ -105,8 +105,7 @@ export class WireReply extends EventEmitter {
 
   /** headers: lowercase names -> string | number | string[]. Throws (writing nothing) on a bad name or a value with CR/LF. */
   writeHead(statusCode: number, headers?: Record<string, HeaderValue>): this {
-    if (this.#lines !== null) throw invalidHeader('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
-    if (!Number.isInteger(statusCode) || statusCode < 100 || statusCode > 999) throw Object.assign(new RangeError(`Invalid status code: ${statusCode}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    this.#checkHeadAllowed(statusCode);
     let lines = '';
     let hasLength = false;
     let userChunked = false;
@@ -138,6 +137,25 @@ export class WireReply extends EventEmitter {
     this.#userConnection = userConnection;
     if (closes) this.#keepAlive = false;
     return this;
+  }
+
+  /**
+   * The head of a relayed response: `fieldLines` are `name: value\r\n` lines of fields a strict parser
+   * (llhttp, no lenient flags) accepted, plus lines of the caller's own constant text. They are not
+   * checked again: llhttp admits no byte the check would refuse (test/unit/wire-field-trust.test.ts).
+   * Hop-by-hop fields must already be gone: framing and Connection are this reply's own.
+   */
+  writeRelayedHead(statusCode: number, fieldLines: string, hasContentLength: boolean): this {
+    this.#checkHeadAllowed(statusCode);
+    this.statusCode = statusCode;
+    this.#lines = fieldLines;
+    this.#hasLength = hasContentLength;
+    return this;
+  }
+
+  #checkHeadAllowed(statusCode: number): void {
+    if (this.#lines !== null) throw invalidHeader('ERR_HTTP_HEADERS_SENT', 'Cannot write headers after they are sent to the client');
+    if (!Number.isInteger(statusCode) || statusCode < 100 || statusCode > 999) throw Object.assign(new RangeError(`Invalid status code: ${statusCode}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
   }
 
   /** Writes body bytes; false = the socket's buffer is full and 'drain' follows. */

@@ -12,6 +12,7 @@ import { MeshletError } from '../../errors.ts';
 import { ConnectionTimer } from './connection-timer.ts';
 import { createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
+import { WireResponse } from './wire-response.ts';
 
 /** An Error with a stable `code` (the undici codes respond.ts maps to 502/503/504). */
 export function wireError(code: string, message: string, cause?: unknown): Error {
@@ -43,7 +44,7 @@ export interface RequestOnConnection {
   readonly headersTimeoutMs: number;
   readonly resent: boolean;
   connection: UpstreamConnection | null;
-  resolve(response: { statusCode: number; statusMessage: string; headers: Record<string, string | string[]>; body: WireBody }): void;
+  resolve(response: WireResponse): void;
   reject(err: Error): void;
   finished(): void;
 }
@@ -303,24 +304,22 @@ export class UpstreamConnection implements BodySource {
     this.#keepAlive = shouldKeepAlive;
     const body = new WireBody(this);
     this.#body = body;
-    request.resolve({ statusCode, statusMessage: statusMessage ?? '', headers: this.#responseHeaders(raw), body });
+    this.#noteReuseFields(raw);
+    request.resolve(new WireResponse(statusCode, statusMessage ?? '', raw, body));
     return request.isHead ? 1 : 0;
   }
 
-  /** Builds undici's header shape and notes what the head says about reusing this connection. */
-  #responseHeaders(raw: string[]): Record<string, string | string[]> {
-    const out: Record<string, string | string[]> = Object.create(null);
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = (raw[i] as string).toLowerCase();
-      const value = raw[i + 1] as string;
-      const prior = out[name];
-      if (prior === undefined) out[name] = name === 'set-cookie' ? [value] : value;
-      else if (typeof prior === 'string') out[name] = [prior, value];
-      else prior.push(value);
-      if (name === 'connection' && value.toLowerCase().includes('close')) this.#keepAlive = false;
-      else if (name === 'keep-alive') this.#applyKeepAliveHint(value);
+  /** What the head says about reusing this connection: `Connection: close`, or a `Keep-Alive` timeout hint. */
+  #noteReuseFields(raw: string[]): void {
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const name = raw[i] as string;
+      // Both names are ten characters long: most fields are ruled out without lowercasing.
+      if (name.length !== 10) continue;
+      const lower = name.toLowerCase();
+      if (lower === 'connection') {
+        if ((raw[i + 1] as string).toLowerCase().includes('close')) this.#keepAlive = false;
+      } else if (lower === 'keep-alive') this.#applyKeepAliveHint(raw[i + 1] as string);
     }
-    return out;
   }
 
   #applyKeepAliveHint(value: string): void {

@@ -8,11 +8,12 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
-import type { WireBody } from './response-body.ts';
+import type { WireResponse } from './wire-response.ts';
 import { firstBadField, isFieldBlock, isRequestTarget, isToken } from './field-syntax.ts';
 import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
 
 export type { BodySink, WireBody } from './response-body.ts';
+export type { WireResponse } from './wire-response.ts';
 
 export interface WirePoolOptions {
   /**
@@ -45,14 +46,6 @@ export interface WireRequestOptions {
   readonly bodyIdleTimeoutMs: number;
   /** Until the response head arrives, from when the request is sent (a wait for a free connection counts too; connecting has its own deadline); 0 or absent disables. */
   readonly headersTimeoutMs?: number;
-}
-
-export interface WireResponse {
-  readonly statusCode: number;
-  readonly statusMessage: string;
-  /** Lowercase names; repeated headers become arrays (set-cookie always an array); the same shape undici gives. */
-  readonly headers: Record<string, string | string[]>;
-  readonly body: WireBody;
 }
 
 const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
