@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { HeaderMap } from './headers.ts';
+import type { RelayedRequestFields } from './relayed-fields.ts';
 import { WireBody } from './wire/response-body.ts';
 
 /**
@@ -38,6 +39,11 @@ export interface ProxyExchange {
   readonly startedAt: number;
   /** Per-exchange notes for observers (e.g. trace ids, client identity), keyed by the layer's name. */
   readonly notes: Map<string, unknown>;
+  /**
+   * The outgoing fields already serialized from the received ones (HTTP/1.1 only), offered while nobody
+   * has asked for `headers` (which may then have been edited): the forward step sends them as they are.
+   */
+  readonly relayedFields?: RelayedRequestFields | undefined;
 }
 
 /** A response from an endpoint, headers received and body not yet read. */
@@ -88,6 +94,16 @@ export function callForward(next: Forward, x: ProxyExchange): Promise<UpstreamRe
   } catch (err) {
     return Promise.reject(err as Error);
   }
+}
+
+/**
+ * A copy of `x` whose signal is `signal`, for a layer that bounds the work below it (a deadline). It
+ * shares the rest (tried, notes, the headers object); the caller copies back `attempts` and `body`.
+ * `headers` is read explicitly: an exchange may keep it behind a getter (Http1Exchange), which a
+ * spread does not copy; the copy then sends that object, not the relayed fields.
+ */
+export function exchangeWithSignal(x: ProxyExchange, signal: AbortSignal): ProxyExchange {
+  return { ...x, headers: x.headers, relayedFields: undefined, signal };
 }
 
 /** Composes layers so the first one listed is the outermost. */

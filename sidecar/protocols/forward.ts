@@ -1,6 +1,6 @@
 import { meshError } from '../errors.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
-import type { WireBody, WireResponse } from './wire/upstream-pool.ts';
+import type { SerializedFields, WireBody, WireResponse } from './wire/upstream-pool.ts';
 import { whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
 import { upstreamError } from './respond.ts';
 
@@ -72,8 +72,13 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
     } catch (err) {
       return Promise.reject(err as Error);
     }
+    // Received fields no layer asked for leave as they are; else the (possibly edited) header object.
+    const relayed = x.relayedFields;
+    let fields: SerializedFields | undefined = relayed;
     // HTTP/1.0 clients may omit Host; HTTP/1.1 servers must refuse a request without one (RFC 9112 3.2).
-    if (x.headers.host === undefined) x.headers.host = hostOf(state);
+    if (relayed === undefined) {
+      if (x.headers.host === undefined) x.headers.host = hostOf(state);
+    } else if (!relayed.hasHost) fields = { lines: `host: ${hostOf(state)}\r\n${relayed.lines}`, contentLength: relayed.contentLength };
     state.active++;
     try {
       // The pool enforces both deadlines with timers it keeps per connection, and takes the exchange's
@@ -81,7 +86,8 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
       sent = x.cluster.pool(state).request({
         path: x.path,
         method: x.method,
-        headers: x.headers,
+        headers: fields === undefined ? x.headers : undefined,
+        fields,
         body: x.body,
         signal: x.signal,
         headersTimeoutMs: timeouts.requestMs,

@@ -8,7 +8,9 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
 import { createEndpointForward } from './forward.ts';
-import { addForwardingHeaders, endToEndHeaders, relayedFieldLines, stripHopByHop, type HeaderMap } from './headers.ts';
+import { stripHopByHop } from './headers.ts';
+import { Http1Exchange } from './http1-exchange.ts';
+import { relayedResponseFields } from './relayed-fields.ts';
 import { streamBody } from './pump.ts';
 import { respondWithError, upstreamError } from './respond.ts';
 import type { WireReply } from './wire/reply.ts';
@@ -46,33 +48,21 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
     const socket = req.socket;
     // The client leaving before the response completed must stop the upstream work too.
     res.abortWhenAbandoned = controller;
-    const headers = endToEndHeaders(req.headers);
-    // The listener already answered `Expect: 100-continue` to the client: it is not the upstream's to answer.
-    if (headers.expect !== undefined) delete headers.expect;
     let path = req.url ?? '/';
+    let targetHost: string | undefined;
     // Absolute-form (`GET http://host/p`, from apps using us as an HTTP proxy) leaves as origin-form,
     // with Host taken from the target as RFC 9112 3.2.2 requires.
-    if (path.charCodeAt(0) !== 47 /* '/' */) path = originForm(path, headers);
+    if (path.charCodeAt(0) !== 47 /* '/' */) {
+      const origin = originForm(path);
+      if (origin !== undefined) ({ path, host: targetHost } = origin);
+    }
     if (path.charCodeAt(0) !== 47 /* '/' */) {
       // Asterisk-form (`OPTIONS *`) and authority-form (CONNECT) are not forwarded: answer for ourselves.
       req.body?.resume();
       respondWithError(res, meshError('BAD_REQUEST', `request target "${path.slice(0, 100)}" cannot be forwarded to upstream "${cluster.name}": only origin-form and http(s) absolute-form targets are`));
       return;
     }
-    addForwardingHeaders(headers, { clientAddress: socket.remoteAddress, proto: clientProto, host: headers.host as string | undefined, via: VIA });
-    const exchange: ProxyExchange = {
-      req,
-      method: req.method ?? 'GET',
-      path,
-      headers,
-      body: req.body,
-      cluster,
-      signal: controller.signal,
-      tried: [],
-      attempts: 0,
-      startedAt: performance.now(),
-      notes: new Map(),
-    };
+    const exchange = new Http1Exchange(req, path, cluster, controller.signal, { clientAddress: socket.remoteAddress, proto: clientProto, via: VIA }, targetHost);
     // Never let a bug in a layer or observer become an unhandled rejection (that would end the process).
     run(exchange, res, socket, socket.bytesRead, socket.bytesWritten).catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'));
   };
@@ -89,7 +79,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
       endpoint = upstream.endpoint;
       // Fields nobody read or edited leave as received (the common case); else through the header object.
       const raw = upstream.untouchedRawHeaders;
-      const relayed = raw === undefined ? undefined : relayedFieldLines(raw, VIA);
+      const relayed = raw === undefined ? undefined : relayedResponseFields(raw, VIA);
       if (relayed !== undefined) res.writeRelayedHead(upstream.statusCode, relayed.lines, relayed.hasContentLength);
       else res.writeHead(upstream.statusCode, clientHeaders(upstream.headers));
       await streamBody(upstream.body, res);
@@ -114,12 +104,11 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
   }
 }
 
-/** The origin-form of an absolute-form target, setting `host` from it; other forms are left to fail as bad requests. */
-function originForm(target: string, headers: HeaderMap): string {
-  if (!/^https?:\/\//i.test(target) || !URL.canParse(target)) return target;
+/** The origin-form path and host of an http(s) absolute-form target; undefined for other forms (they fail as bad requests). */
+function originForm(target: string): { path: string; host: string } | undefined {
+  if (!/^https?:\/\//i.test(target) || !URL.canParse(target)) return undefined;
   const url = new URL(target);
-  headers.host = url.host;
-  return `${url.pathname}${url.search}`;
+  return { path: `${url.pathname}${url.search}`, host: url.host };
 }
 
 function toMeshError(err: unknown, x: ProxyExchange): MeshletError {

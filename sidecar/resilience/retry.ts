@@ -10,7 +10,7 @@
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMeshError, meshError, MeshletError } from '../errors.ts';
-import { callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { callForward, exchangeWithSignal, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import { STREAMING_BODY_NOTE } from '../protocols/http2.ts';
 import { WireBody } from '../protocols/wire/response-body.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
@@ -151,7 +151,7 @@ async function attemptWithDeadline(x: ProxyExchange, next: Forward, perTryMs: nu
     const what = limitMs === perTryMs ? `per-try timeout of ${perTryMs} ms` : 'request timeout';
     controller.abort(meshError('UPSTREAM_TIMEOUT', `attempt ${attempt} to upstream "${x.cluster.name}" hit the ${what}`));
   }, Math.max(0, limitMs));
-  const copy: ProxyExchange = { ...x, signal: AbortSignal.any([x.signal, controller.signal]) };
+  const copy = exchangeWithSignal(x, AbortSignal.any([x.signal, controller.signal]));
   try {
     return await next(copy);
   } finally {

@@ -13,7 +13,7 @@ import type { WireReply } from '../protocols/wire/reply.ts';
 import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';
 import { meshError } from '../errors.ts';
-import type { Forward, ForwardLayer, ProxyExchange, UpstreamResponse } from '../protocols/exchange.ts';
+import { exchangeWithSignal, type Forward, type ForwardLayer, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import type { HttpHandler, UpgradeHandler } from '../protocols/upgrade.ts';
 import { createFault } from '../resilience/fault.ts';
 import type { RouteConfig, RouteMatchConfig } from './config.ts';
@@ -156,7 +156,7 @@ function createRouteTimeout(ms: number, route: string, next: Forward): Forward {
     const timer = setTimeout(() => controller.abort(meshError('UPSTREAM_TIMEOUT', `route ${route}: no response headers from ${x.cluster.name} within ${ms} ms`)), ms);
     const onAbort = () => controller.abort(x.signal.reason);
     x.signal.addEventListener('abort', onAbort, { once: true });
-    const view: ProxyExchange = { ...x, signal: controller.signal };
+    const view = exchangeWithSignal(x, controller.signal);
     try {
       return await next(view);
     } catch (err) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { addForwardingHeaders, endToEndHeaders, relayedFieldLines } from '../../sidecar/protocols/headers.ts';
+import { addForwardingHeaders, endToEndHeaders } from '../../sidecar/protocols/headers.ts';
 
 describe('hop-by-hop headers', () => {
   it('drops the RFC 9110 hop-by-hop set and whatever Connection names', () => {
@@ -47,26 +47,5 @@ describe('forwarding headers', () => {
     const headers = {};
     addForwardingHeaders(headers, { clientAddress: '::1', proto: 'https', host: 'a"b', via: '1.1 meshlet' });
     expect(headers).toMatchObject({ forwarded: 'for="[::1]";proto=https;host="ab"', 'x-forwarded-for': '::1', 'x-forwarded-proto': 'https' });
-  });
-});
-
-describe('relaying received fields without a header object', () => {
-  it('keeps end-to-end fields in order and case, drops hop-by-hop ones, and joins Via into one line with ours', () => {
-    const raw = ['Server', 'nginx', 'Connection', 'keep-alive', 'Keep-Alive', 'timeout=5', 'Via', '1.0 edge', 'Transfer-Encoding', 'chunked', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'VIA', '1.1 lb', 'TE', 'x', 'Age', '3'];
-    expect(relayedFieldLines(raw, '1.1 meshlet')).toEqual({
-      lines: 'Server: nginx\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nAge: 3\r\nvia: 1.0 edge, 1.1 lb, 1.1 meshlet\r\n',
-      hasContentLength: false,
-    });
-  });
-
-  it('notes a content-length in any case, and adds Via when none was received', () => {
-    expect(relayedFieldLines(['CONTENT-LENGTH', '5'], '1.1 meshlet')).toEqual({ lines: 'CONTENT-LENGTH: 5\r\nvia: 1.1 meshlet\r\n', hasContentLength: true });
-    expect(relayedFieldLines([], '1.1 meshlet')).toEqual({ lines: 'via: 1.1 meshlet\r\n', hasContentLength: false });
-  });
-
-  it('leaves a head whose Connection names other fields to the header-object path, and takes close and keep-alive itself', () => {
-    expect(relayedFieldLines(['Connection', 'close, x-hop', 'x-hop', '1'], '1.1 meshlet')).toBeUndefined();
-    expect(relayedFieldLines(['Connection', 'Close', 'x-end', '1'], '1.1 meshlet')?.lines).toBe('x-end: 1\r\nvia: 1.1 meshlet\r\n');
-    expect(relayedFieldLines(['connection', 'keep-alive', 'x-end', '1'], '1.1 meshlet')?.lines).toBe('x-end: 1\r\nvia: 1.1 meshlet\r\n');
   });
 });

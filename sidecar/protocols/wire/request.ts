@@ -10,8 +10,8 @@ import type { WireRequest } from './server-connection.ts';
 /** How node:http treats a repeated field (IncomingMessage#_addHeaderLine). */
 const Repeat = { firstWins: 0, array: 1, semicolon: 2 } as const;
 
-/** Fields node:http keeps only the first of (matchKnownFields in _http_incoming.js); the rest are joined. */
-const DUPLICATE_RULES = new Map<string, number>([
+/** Fields node:http keeps only the first of (matchKnownFields in _http_incoming.js), or joins other than with commas; the rest are comma-joined. */
+export const REPEAT_RULES: ReadonlyMap<string, number> = new Map<string, number>([
   ...[
     'age',
     'authorization',
@@ -43,7 +43,7 @@ export function combineHeaders(raw: readonly string[]): IncomingHttpHeaders {
     const name = (raw[i] as string).toLowerCase();
     const value = raw[i + 1] as string;
     const existing = headers[name];
-    const rule = DUPLICATE_RULES.get(name);
+    const rule = REPEAT_RULES.get(name);
     if (rule === Repeat.array) {
       if (existing === undefined) headers[name] = [value];
       else (existing as string[]).push(value);
@@ -75,6 +75,11 @@ export class ParsedRequest implements WireRequest {
 
   get headers(): IncomingHttpHeaders {
     return (this.#headers ??= combineHeaders(this.rawHeaders));
+  }
+
+  /** The raw fields while `headers` was never asked for (so nothing can have edited them), else undefined. */
+  get untouchedRawHeaders(): readonly string[] | undefined {
+    return this.#headers === undefined ? this.rawHeaders : undefined;
   }
 }
 

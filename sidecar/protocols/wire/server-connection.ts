@@ -22,6 +22,8 @@ export interface WireRequest {
   /** Same shape as node:http's req.headers: lowercase names; duplicates combined as node does. Built lazily on first access. */
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: readonly string[];
+  /** `rawHeaders` while `headers` was never built (nothing can have edited it): a proxy may relay them as they are. */
+  readonly untouchedRawHeaders?: readonly string[] | undefined;
   readonly socket: Socket;
   /** The body as a stream, or null when the request has none (no transfer-encoding and no or zero content-length). */
   readonly body: Readable | null;

@@ -37,8 +37,10 @@ export interface WirePoolOptions {
 export interface WireRequestOptions {
   readonly method: string;
   readonly path: string;
-  /** End-to-end headers, lowercase names (the caller removed hop-by-hop ones). The pool adds framing. */
-  readonly headers: HeaderMap;
+  /** End-to-end headers, lowercase names (the caller removed hop-by-hop ones). The pool adds framing. Ignored when `fields` is given. */
+  readonly headers?: HeaderMap | undefined;
+  /** The fields already serialized and valid, sent as they are (instead of `headers`). */
+  readonly fields?: SerializedFields | undefined;
   readonly body: Buffer | Readable | null;
   /** Abort: the connection in use is destroyed (never reused); the promise rejects / the body fails with signal.reason. */
   readonly signal?: AbortSignal;
@@ -46,6 +48,17 @@ export interface WireRequestOptions {
   readonly bodyIdleTimeoutMs: number;
   /** Until the response head arrives, from when the request is sent (a wait for a free connection counts too; connecting has its own deadline); 0 or absent disables. */
   readonly headersTimeoutMs?: number;
+}
+
+/**
+ * Field lines relayed from a head strict llhttp parsed (test/unit/wire-field-trust.test.ts: it admits
+ * nothing the pool's own check refuses), plus fields the caller built from valid parts. Not checked again.
+ */
+export interface SerializedFields {
+  /** `name: value\r\n` lines without Content-Length, Transfer-Encoding, Connection and Keep-Alive: framing is the pool's. */
+  readonly lines: string;
+  /** The request's Content-Length value, if it has one. */
+  readonly contentLength: string | undefined;
 }
 
 const DEFAULT_MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
@@ -78,6 +91,31 @@ function parseContentLength(value: string | string[], peer: string): number {
   return Number(text);
 }
 
+/** A header object's lines (framing fields left out, their Content-Length value kept), checked once as a block. */
+function serializeHeaders(headers: HeaderMap, peer: string): { lines: string; declaredLength: string | string[] | undefined } {
+  let lines = '';
+  let count = 0;
+  let declaredLength: string | string[] | undefined;
+  for (const name in headers) {
+    const value = headers[name] as string | string[];
+    // Framing is the pool's job: it describes these bytes on this connection.
+    if (name === 'content-length') {
+      declaredLength = value;
+      continue;
+    }
+    if (name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
+    if (typeof value === 'string') {
+      lines += `${name}: ${value}\r\n`;
+      count++;
+    } else {
+      for (const item of value) lines += `${name}: ${item}\r\n`;
+      count += value.length;
+    }
+  }
+  if (!isFieldBlock(lines, count)) throw invalidField(headers, peer);
+  return { lines, declaredLength };
+}
+
 /** One request as the pool and its connections see it: the serialized head, the body and how to settle. */
 export class PendingRequest implements RequestOnConnection {
   readonly head: string;
@@ -103,29 +141,16 @@ export class PendingRequest implements RequestOnConnection {
 
   /** Validates and serializes the head; throws UND_ERR_INVALID_ARG before any connection is touched. */
   constructor(pool: WirePool, options: WireRequestOptions, peer: string) {
-    const { method, path, headers, body } = options;
+    const { method, path, body, fields } = options;
     if (!isToken(method)) throw invalidArg(`invalid method "${method}" for ${peer}`);
     if (!isRequestTarget(path)) throw invalidArg(`invalid request path "${path}" for ${peer}`);
-    let lines = '';
-    let count = 0;
+    let lines: string;
     let declaredLength: string | string[] | undefined;
-    for (const name in headers) {
-      const value = headers[name] as string | string[];
-      // Framing is the pool's job: it describes these bytes on this connection.
-      if (name === 'content-length') {
-        declaredLength = value;
-        continue;
-      }
-      if (name === 'transfer-encoding' || name === 'connection' || name === 'keep-alive') continue;
-      if (typeof value === 'string') {
-        lines += `${name}: ${value}\r\n`;
-        count++;
-      } else {
-        for (const item of value) lines += `${name}: ${item}\r\n`;
-        count += value.length;
-      }
+    if (fields === undefined) ({ lines, declaredLength } = serializeHeaders(options.headers ?? {}, peer));
+    else {
+      lines = fields.lines;
+      declaredLength = fields.contentLength;
     }
-    if (!isFieldBlock(lines, count)) throw invalidField(headers, peer);
     let head = `${method} ${path} HTTP/1.1\r\n${lines}`;
     let streamLength = -1;
     if (Buffer.isBuffer(body)) head += `content-length: ${body.length}\r\n`;
