@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { meshError } from '../errors.ts';
 import { respondWithError } from '../protocols/respond.ts';
 import { writeRawError, type HttpHandler, type UpgradeHandler } from '../protocols/upgrade.ts';
-import { hostOf } from './router.ts';
+import { hostField, hostOf } from './router.ts';
 
 /** The current request handler of an upstream's listener, or undefined when no HTTP upstream has that name. */
 export type UpstreamLookup = (name: string) => HttpHandler | undefined;
@@ -17,7 +17,7 @@ export type UpstreamLookup = (name: string) => HttpHandler | undefined;
 function targetHost(req: WireRequest): string {
   const url = req.url ?? '/';
   if (url.charCodeAt(0) !== 47 /* '/' */ && /^https?:\/\//i.test(url) && URL.canParse(url)) return hostOf(new URL(url).host);
-  return hostOf(req.headers.host);
+  return hostOf(hostField(req));
 }
 
 function unknownHost(host: string, listener: string) {

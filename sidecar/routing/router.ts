@@ -101,6 +101,20 @@ export function weightedPick(weights: readonly number[], random: () => number): 
   return 0;
 }
 
+/**
+ * The request's Host value. Read from the raw fields while the header object is not built: building it
+ * to route would cost the exchange its relayed path (http1-exchange.ts). The server refuses repeated Hosts.
+ */
+export function hostField(req: WireRequest): string | undefined {
+  const raw = req.untouchedRawHeaders;
+  if (raw === undefined) return req.headers.host;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') return raw[i + 1];
+  }
+  return undefined;
+}
+
 /** Host header without port, lower case; IPv6 literals keep their brackets. */
 export function hostOf(value: string | undefined): string {
   if (!value) return '';
@@ -219,7 +233,7 @@ export function createRouter(options: RouterOptions): HttpHandler & { upgrade: U
   /** The handler for `req`, with `req.url` rewritten when the route says so. */
   function select(req: WireRequest): HttpHandler {
     let target = req.url ?? '/';
-    let hostHeader = req.headers.host;
+    let hostHeader = hostField(req);
     // Absolute-form (HTTP proxy clients): the target's host is the request's host.
     if (target.charCodeAt(0) !== 47 /* '/' */ && /^https?:\/\//i.test(target) && URL.canParse(target)) {
       const url = new URL(target);
@@ -230,7 +244,15 @@ export function createRouter(options: RouterOptions): HttpHandler & { upgrade: U
     }
     const q = target.indexOf('?');
     const path = q === -1 ? target : target.slice(0, q);
-    const request: RouteRequest = { method: req.method ?? 'GET', path, host: hostOf(hostHeader), headers: req.headers };
+    // Headers only for a route that matches on them.
+    const request: RouteRequest = {
+      method: req.method ?? 'GET',
+      path,
+      host: hostOf(hostHeader),
+      get headers() {
+        return req.headers;
+      },
+    };
     for (const route of table) {
       if (!route.matches(request)) continue;
       if (route.rewrite) req.url = route.rewrite(path) + (q === -1 ? '' : target.slice(q));

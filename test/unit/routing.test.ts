@@ -1,10 +1,12 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { isMeshError } from '../../sidecar/errors.ts';
 import type { ProxyExchange, UpstreamResponse } from '../../sidecar/protocols/exchange.ts';
 import { createFault } from '../../sidecar/resilience/fault.ts';
 import { routeSchema, routingIssues } from '../../sidecar/routing/config.ts';
-import { compileMatch, hostOf, routeLayers, weightedPick, type RouteRequest } from '../../sidecar/routing/router.ts';
+import { compileMatch, hostField, hostOf, routeLayers, weightedPick, type RouteRequest } from '../../sidecar/routing/router.ts';
+import { ParsedRequest } from '../../sidecar/protocols/wire/request.ts';
 
 const req = (over: Partial<RouteRequest> = {}): RouteRequest => ({ method: 'GET', path: '/', host: '', headers: {}, ...over });
 const match = (m: unknown) => compileMatch(routeSchema.parse({ match: m, to: 'x' }).match);
@@ -35,6 +37,16 @@ describe('route matching', () => {
     expect(match({ headers: [{ name: 'x-a', present: false }] })(req())).toBe(true);
     expect(match({ headers: [{ name: 'x-v', regex: '^v[23]$' }] })(req({ headers: { 'x-v': 'v3' } }))).toBe(true);
     expect(match({ headers: [{ name: 'x-v', regex: '^v[23]$' }] })(req({ headers: { 'x-v': 'v4' } }))).toBe(false);
+  });
+
+  it('reads Host from the raw fields without building the header object, which would cost the request its relayed path', () => {
+    const req = new ParsedRequest('GET', '/', '1.1', ['X-A', '1', 'HOST', 'Greeter:8080'], new Socket(), null);
+    expect(hostField(req)).toBe('Greeter:8080');
+    expect(req.untouchedRawHeaders).toBeDefined();
+    expect(hostField(new ParsedRequest('GET', '/', '1.0', ['X-A', '1'], new Socket(), null))).toBeUndefined();
+    // Once built (and maybe edited by the edge or an absolute-form target), the object is what counts.
+    req.headers.host = 'edited';
+    expect(hostField(req)).toBe('edited');
   });
 
   it('hostOf strips the port, lower-cases, keeps IPv6 brackets', () => {
