@@ -252,6 +252,25 @@ describe('WirePool: happy paths', () => {
     res.body.resume();
   });
 
+  it('sends serialized fields exactly as given, framed by their content-length, and keeps response fields raw until asked', async () => {
+    let received = '';
+    const server = await rawServer((socket) => {
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+        if (received.endsWith('streamed')) socket.write('HTTP/1.1 200 OK\r\nX-Mixed: A\r\nset-cookie: s=1\r\ncontent-length: 2\r\n\r\nok');
+      });
+    });
+    const { pool } = makePool(server.port);
+    const res = await pool.request({ ...get('/p'), method: 'PUT', headers: undefined, fields: { lines: 'Host: b\r\nX-Case: Kept\r\n', contentLength: '8' }, body: Readable.from([Buffer.from('streamed')]) });
+    expect(received).toBe('PUT /p HTTP/1.1\r\nHost: b\r\nX-Case: Kept\r\ncontent-length: 8\r\n\r\nstreamed');
+    expect(res.rawHeaders).toEqual(['X-Mixed', 'A', 'set-cookie', 's=1', 'content-length', '2']);
+    expect(res.untouchedRawHeaders).toBe(res.rawHeaders);
+    expect(res.headers).toEqual({ 'x-mixed': 'A', 'set-cookie': ['s=1'], 'content-length': '2' });
+    // Asked for (and so maybe edited): the raw fields are no longer offered for relaying.
+    expect(res.untouchedRawHeaders).toBeUndefined();
+    expect(await readBody(res.body)).toBe('ok');
+  });
+
   it('skips 1xx informational responses and answers with the final one', async () => {
     const server = await rawServer((socket) => {
       socket.once('data', () => socket.write('HTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nbody'));
