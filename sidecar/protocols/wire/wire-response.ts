@@ -1,7 +1,7 @@
 /**
  * A response head read off a pooled connection. The fields stay as llhttp gave them (name, value,
  * name, value...) until someone asks for `headers`: a proxy that only relays them writes them out
- * straight from the pairs (WireReply#relayHead), with no object built, edited and iterated per response.
+ * straight from the pairs (WireReply#writeRelayedHead), with no object built, edited and iterated per response.
  */
 import type { WireBody } from './response-body.ts';
 
