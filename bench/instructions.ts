@@ -3,14 +3,16 @@
  * that does not move with the host's load at all, where req/s and CPU time swing +-15% here between
  * runs. One hop, HTTP/1.1 keep-alive, the small response: a wrk warm-up (JIT, pools), one unmeasured
  * h2load batch, then `--requests` counted by h2load (10 connections) with instrumentation on.
- *   node bench/instructions.ts [--floor] [--requests 5000] [--warm 15] [--top 30] [DIR[=LABEL[=NODE_FLAGS]] ...]
+ *   node bench/instructions.ts [--floor] [--keep-map] [--requests 5000] [--warm 15] [--top 30] [DIR[=LABEL[=NODE_FLAGS]] ...]
  * DIRs are Meshlet checkouts (default: this one), each with its own node flags if given (comma-separated,
- * as bench/ab.ts takes them); --floor adds bench/floor-proxy.js. Needs valgrind
+ * as bench/ab.ts takes them); --floor adds bench/floor-proxy.js; --keep-map keeps node's perf map beside
+ * each callgrind file (`callgrind.LABEL.perf.map`: JIT addresses in `callgrind_annotate --tree=caller`
+ * output are named by its latest entry covering them). Needs valgrind
  * (Debian package `valgrind`). Instructions are not time (see bench/lib/callgrind-summary.ts): use it
  * to decide whether a change removes work, then check time with bench/ab.ts.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
@@ -20,7 +22,7 @@ import { checkoutSpec, freePort, runPinned, start, stop, toolSetup, waitForPort 
 
 const { values: flags, positionals } = parseArgs({
   allowPositionals: true,
-  options: { floor: { type: 'boolean', default: false }, requests: { type: 'string', default: '5000' }, warm: { type: 'string', default: '15' }, top: { type: 'string', default: '30' } },
+  options: { floor: { type: 'boolean', default: false }, 'keep-map': { type: 'boolean', default: false }, requests: { type: 'string', default: '5000' }, warm: { type: 'string', default: '15' }, top: { type: 'string', default: '30' } },
 });
 for (const tool of ['valgrind', 'callgrind_control', 'callgrind_annotate', 'h2load', 'wrk']) {
   if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) {
@@ -82,6 +84,8 @@ async function measure(label: string, command: (port: number) => string[] | Prom
     if (totals) background += Number(totals[1]);
   }
   const summary = summarizeInstructions(annotate(false), annotate(true), existsSync(mapFile) ? readFileSync(mapFile, 'utf8') : '', requests);
+  // Kept beside the counts on request: it names JIT code in `callgrind_annotate --tree=caller` output.
+  if (flags['keep-map'] && existsSync(mapFile)) copyFileSync(mapFile, `${out}.perf.map`);
   rmSync(mapFile, { force: true }); // node leaves one per process in /tmp, tens of MB each
   return { ...summary, backgroundPerRequest: background / requests };
 }
