@@ -21,7 +21,7 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { floorPairArgs, haproxy, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
-import { checkoutSpec, cpuTimes, freePort, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
+import { checkoutSpec, freePort, kernelCounters, killAll, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { median } from './lib/report.ts';
 import { runLoad } from './lib/load.ts';
 
@@ -59,12 +59,14 @@ const PROXY = pinned ? '1' : undefined;
 const dir = join(import.meta.dirname, 'results', 'tmp', `ab-${Date.now()}`);
 mkdirSync(dir, { recursive: true });
 
-function sumTimes(procs: readonly Proc[]): { user: number; system: number } {
-  const total = { user: 0, system: 0 };
+function sumCounters(procs: readonly Proc[]): { user: number; system: number; minorFaults: number; contextSwitches: number } {
+  const total = { user: 0, system: 0, minorFaults: 0, contextSwitches: 0 };
   for (const p of procs) {
-    const t = cpuTimes(p.pid);
-    total.user += t.user;
-    total.system += t.system;
+    const c = kernelCounters(p.pid);
+    total.user += c.user;
+    total.system += c.system;
+    total.minorFaults += c.minorFaults;
+    total.contextSwitches += c.contextSwitches;
   }
   return total;
 }
@@ -74,6 +76,9 @@ interface Samples {
   readonly rps: number[];
   readonly cpuUsPerRequest: number[];
   readonly systemShare: number[];
+  /** Minor page faults and context switches of the target's processes per 1,000 requests. */
+  readonly faultsPerKilo: number[];
+  readonly switchesPerKilo: number[];
   /** wrk's p99; h2load prints no percentiles, so for --h2 the mean request time. */
   readonly latencyMs: number[];
 }
@@ -86,7 +91,7 @@ interface Target {
 }
 
 function newSamples(): Samples {
-  return { rps: [], cpuUsPerRequest: [], systemShare: [], latencyMs: [] };
+  return { rps: [], cpuUsPerRequest: [], systemShare: [], faultsPerKilo: [], switchesPerKilo: [], latencyMs: [] };
 }
 
 process.on('SIGINT', () => {
@@ -175,14 +180,16 @@ try {
   for (let round = 0; round < rounds; round++) {
     const order = targets.map((_, i) => targets[(i + round) % targets.length]!);
     for (const t of order) {
-      const before = sumTimes(t.procs);
+      const before = sumCounters(t.procs);
       const result = await load(t.port, seconds);
-      const after = sumTimes(t.procs);
+      const after = sumCounters(t.procs);
       const used = after.user - before.user + after.system - before.system;
       const cpuUs = (used / result.requests) * 1e6;
       t.samples.rps.push(result.rps);
       t.samples.cpuUsPerRequest.push(cpuUs);
       t.samples.systemShare.push((after.system - before.system) / used);
+      t.samples.faultsPerKilo.push(((after.minorFaults - before.minorFaults) / result.requests) * 1000);
+      t.samples.switchesPerKilo.push(((after.contextSwitches - before.contextSwitches) / result.requests) * 1000);
       t.samples.latencyMs.push(result.latencyMs);
       process.stderr.write(`[ab] round ${round + 1}/${rounds} ${t.label.padEnd(20)} ${result.rps.toFixed(0).padStart(7)} req/s ${result.mbps.toFixed(0).padStart(5)} MB/s ${cpuUs.toFixed(1).padStart(6)} µs CPU/req${result.errors ? `  errors ${result.errors}` : ''}\n`);
     }
@@ -199,12 +206,12 @@ const lines = [
     ? `One hop of HTTP/2 (h2c, http2 upstream), ${path}, h2load -c10 -m10 ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${loadAverage}.`
     : `${twoHop ? 'Two hops with mTLS' : 'One hop'}${tcp ? ' through L4 (tcp)' : ''}, keep-alive ${path}, wrk -c${connections} ${seconds}s x ${rounds} interleaved rounds (medians); load average at the end ${loadAverage}.`,
   '',
-  `| target | req/s | vs ${targets[0]!.label} | CPU µs/request | of which in the kernel | ${h2 ? 'mean' : 'p99'} ms |`,
-  '| --- | ---: | ---: | ---: | ---: | ---: |',
+  `| target | req/s | vs ${targets[0]!.label} | CPU µs/request | of which in the kernel | minor faults / 1k requests | context switches / 1k requests | ${h2 ? 'mean' : 'p99'} ms |`,
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ...targets.map((t) => {
-    const { rps, cpuUsPerRequest, systemShare, latencyMs } = t.samples;
+    const { rps, cpuUsPerRequest, systemShare, faultsPerKilo, switchesPerKilo, latencyMs } = t.samples;
     const r = median(rps);
-    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuUsPerRequest).toFixed(1)} | ${(median(systemShare) * 100).toFixed(0)}% | ${median(latencyMs).toFixed(2)} |`;
+    return `| ${t.label} | ${Math.round(r).toLocaleString('en-US')} | ${(r / haproxyRps).toFixed(2)}x | ${median(cpuUsPerRequest).toFixed(1)} | ${(median(systemShare) * 100).toFixed(0)}% | ${median(faultsPerKilo).toFixed(1)} | ${median(switchesPerKilo).toFixed(1)} | ${median(latencyMs).toFixed(2)} |`;
   }),
 ];
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -93,12 +93,31 @@ export function rssBytes(pid: number): number | undefined {
 /** Clock ticks per second for /proc/PID/stat times (100 on every Linux this runs on). */
 const CLK_TCK = 100;
 
-/** User and system CPU seconds a process has used so far (Linux /proc). */
-export function cpuTimes(pid: number): { user: number; system: number } {
+/** What the kernel counts for a process: CPU seconds, minor page faults, context switches of all its threads. */
+export interface KernelCounters {
+  readonly user: number;
+  readonly system: number;
+  /** Minor faults: pages the kernel had to map on first touch (a fresh heap page, a re-grown buffer). */
+  readonly minorFaults: number;
+  /** Voluntary (waited for I/O) plus involuntary (preempted) switches, summed over the threads. */
+  readonly contextSwitches: number;
+}
+
+/** KernelCounters of a process so far (Linux /proc; threads that already exited are not in the switch count). */
+export function kernelCounters(pid: number): KernelCounters {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+  // Fields after the command name (which may hold spaces): minflt is the 8th, utime and stime the 12th and 13th.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+  let contextSwitches = 0;
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const status = readFileSync(`/proc/${pid}/task/${task}/status`, 'utf8');
+      for (const match of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) contextSwitches += Number(match[1]);
+    }
+  } catch {
+    // a thread ended between the listing and the read
+  }
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK, minorFaults: Number(fields[7]), contextSwitches };
 }
 
 /** Direct children of a process, from the children file of each of its /proc tasks (Linux). */
