@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
+import type { AbortWatch } from './exchange-abort.ts';
 import type { HeaderMap } from './headers.ts';
 import type { RelayedRequestFields } from './relayed-fields.ts';
 import { WireBody } from './wire/response-body.ts';
@@ -32,6 +33,12 @@ export interface ProxyExchange {
   readonly cluster: Cluster;
   /** Aborted when the client goes away; layers pass it on so upstream work stops too. */
   readonly signal: AbortSignal;
+  /**
+   * The same abort, for reading `aborted` and for listening without making `signal` exist: an
+   * exchange may build its AbortSignal only on first access (Http1Exchange). Read it through
+   * `abortWatchOf`; undefined means `signal` is the one to watch.
+   */
+  readonly abortWatch?: AbortWatch | undefined;
   /** Endpoints tried so far, in order. */
   readonly tried: EndpointState[];
   /** Number of attempts made (1 after the first try). */
@@ -103,7 +110,12 @@ export function callForward(next: Forward, x: ProxyExchange): Promise<UpstreamRe
  * spread does not copy; the copy then sends that object, not the relayed fields.
  */
 export function exchangeWithSignal(x: ProxyExchange, signal: AbortSignal): ProxyExchange {
-  return { ...x, headers: x.headers, relayedFields: undefined, signal };
+  return { ...x, headers: x.headers, relayedFields: undefined, signal, abortWatch: signal };
+}
+
+/** The exchange's abort to read or listen to, without making an exchange build its AbortSignal. */
+export function abortWatchOf(x: ProxyExchange): AbortWatch {
+  return x.abortWatch ?? x.signal;
 }
 
 /** Composes layers so the first one listed is the outermost. */

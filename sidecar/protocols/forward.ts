@@ -1,7 +1,7 @@
 import { meshError } from '../errors.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import type { SerializedFields, WireBody, WireResponse } from './wire/upstream-pool.ts';
-import { whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
+import { abortWatchOf, whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from './exchange.ts';
 import { upstreamError } from './respond.ts';
 
 export interface ForwardTimeouts {
@@ -89,7 +89,7 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
         headers: fields === undefined ? x.headers : undefined,
         fields,
         body: x.body,
-        signal: x.signal,
+        signal: abortWatchOf(x),
         headersTimeoutMs: timeouts.requestMs,
         bodyIdleTimeoutMs: timeouts.idleMs,
       });

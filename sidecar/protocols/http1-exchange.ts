@@ -6,6 +6,7 @@
 import type { Readable } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
+import type { ExchangeAbort } from './exchange-abort.ts';
 import type { ProxyExchange } from './exchange.ts';
 import { addForwardingHeaders, endToEndHeaders, type HeaderMap, type HopFacts } from './headers.ts';
 import { type RelayedRequestFields, relayedRequestFields } from './relayed-fields.ts';
@@ -17,7 +18,8 @@ export class Http1Exchange implements ProxyExchange {
   readonly path: string;
   body: Readable | Buffer | null;
   readonly cluster: Cluster;
-  readonly signal: AbortSignal;
+  /** Aborted when the client goes away; `signal` is made from it only if a layer asks. */
+  readonly abortWatch: ExchangeAbort;
   readonly tried: EndpointState[] = [];
   attempts = 0;
   readonly startedAt: number;
@@ -29,16 +31,20 @@ export class Http1Exchange implements ProxyExchange {
   /** undefined: not worked out yet; null: the raw fields cannot be relayed as they are. */
   #relayed: RelayedRequestFields | null | undefined;
 
-  constructor(req: WireRequest, path: string, cluster: Cluster, signal: AbortSignal, hop: HopFacts, targetHost?: string) {
+  constructor(req: WireRequest, path: string, cluster: Cluster, abort: ExchangeAbort, hop: HopFacts, targetHost?: string) {
     this.req = req;
     this.method = req.method;
     this.path = path;
     this.body = req.body;
     this.cluster = cluster;
-    this.signal = signal;
+    this.abortWatch = abort;
     this.startedAt = performance.now();
     this.#hop = hop;
     this.#targetHost = targetHost;
+  }
+
+  get signal(): AbortSignal {
+    return this.abortWatch.signal;
   }
 
   /** The outgoing headers: end-to-end ones without Expect (the listener answered it), plus forwarding ones. Built on first access; layers may edit them. */

@@ -6,7 +6,8 @@ import type { Socket } from 'node:net';
 import { MeshletError, meshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
+import { abortWatchOf, composeLayers, type ExchangeObserver, type ExchangeOutcome, type ForwardLayer, type ProxyExchange } from './exchange.ts';
+import { ExchangeAbort } from './exchange-abort.ts';
 import { createEndpointForward } from './forward.ts';
 import { stripHopByHop } from './headers.ts';
 import { Http1Exchange } from './http1-exchange.ts';
@@ -44,10 +45,10 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
   const { cluster, clientProto, log } = options;
 
   return function proxyHttp(req, res) {
-    const controller = new AbortController();
+    const abort = new ExchangeAbort();
     const socket = req.socket;
     // The client leaving before the response completed must stop the upstream work too.
-    res.abortWhenAbandoned = controller;
+    res.abortWhenAbandoned = abort;
     let path = req.url ?? '/';
     let targetHost: string | undefined;
     // Absolute-form (`GET http://host/p`, from apps using us as an HTTP proxy) leaves as origin-form,
@@ -62,7 +63,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
       respondWithError(res, meshError('BAD_REQUEST', `request target "${path.slice(0, 100)}" cannot be forwarded to upstream "${cluster.name}": only origin-form and http(s) absolute-form targets are`));
       return;
     }
-    const exchange = new Http1Exchange(req, path, cluster, controller.signal, { clientAddress: socket.remoteAddress, proto: clientProto, via: VIA }, targetHost);
+    const exchange = new Http1Exchange(req, path, cluster, abort, { clientAddress: socket.remoteAddress, proto: clientProto, via: VIA }, targetHost);
     // Never let a bug in a layer or observer become an unhandled rejection (that would end the process).
     run(exchange, res, socket, socket.bytesRead, socket.bytesWritten).catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'));
   };
@@ -86,8 +87,9 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
     } catch (err) {
       // A response head node:http refuses to write (e.g. invalid header bytes) leaves the body unread.
       if (upstream && !upstream.body.destroyed) upstream.body.destroy();
-      error = x.signal.aborted && !res.headersSent ? undefined : toMeshError(err, x);
-      if (error && !x.signal.aborted) respondWithError(res, error);
+      const aborted = abortWatchOf(x).aborted;
+      error = aborted && !res.headersSent ? undefined : toMeshError(err, x);
+      if (error && !aborted) respondWithError(res, error);
       else if (!res.destroyed && !res.writableFinished) res.destroy();
       if (error && error.status >= 500) log.debug({ err: error, upstream: cluster.name }, 'proxy error');
     }

@@ -6,7 +6,8 @@
  * The same limits cap concurrent retries (the retry layer asks before each retry).
  */
 import { meshError } from '../errors.ts';
-import { callForward, whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { abortWatchOf, callForward, whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import type { AbortWatch } from '../protocols/exchange-abort.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { CircuitBreakerConfig } from './circuit-breaker-config.ts';
 
@@ -48,7 +49,7 @@ export class ConcurrencyLimits {
   }
 
   /** Resolves once a connection slot is held; rejects with `overflow` when the queue is full or the wait too long. */
-  acquire(signal: AbortSignal, upstream: string): Promise<void> | undefined {
+  acquire(signal: AbortWatch, upstream: string): Promise<void> | undefined {
     if (this.onWire < this.#conf.maxConnections) {
       this.onWire++;
       return undefined;
@@ -78,7 +79,7 @@ export class ConcurrencyLimits {
         () => waiter.fail(meshError('OVERFLOW', `upstream "${upstream}": no connection slot within ${this.#conf.pendingTimeout} ms (maxConnections ${this.#conf.maxConnections})`)),
         this.#conf.pendingTimeout,
       );
-      signal.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', onAbort);
       this.#waiting.push(waiter);
     });
   }
@@ -114,7 +115,7 @@ export function createCircuitBreaker(limits: ConcurrencyLimits, next: Forward, d
     try {
       await waiting;
     } catch (err) {
-      if (!x.signal.aborted) events.emit('breakerRejected', { upstream, reason: 'overflow' });
+      if (!abortWatchOf(x).aborted) events.emit('breakerRejected', { upstream, reason: 'overflow' });
       throw err;
     }
     return forwardHoldingSlot(x);
@@ -124,7 +125,7 @@ export function createCircuitBreaker(limits: ConcurrencyLimits, next: Forward, d
       events.emit('breakerRejected', { upstream, reason: 'circuit_open' });
       return Promise.reject(meshError('CIRCUIT_OPEN', `upstream "${upstream}" has ${limits.onWire + limits.pending} requests in flight, its maxRequests limit`));
     }
-    const waiting = limits.acquire(x.signal, upstream);
+    const waiting = limits.acquire(abortWatchOf(x), upstream);
     return waiting ? afterWaiting(x, waiting) : forwardHoldingSlot(x);
   };
 }

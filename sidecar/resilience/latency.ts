@@ -4,7 +4,7 @@
  * estimate, so an endpoint that fails fast does not look fast.
  */
 import { currentLatency, recordLatency } from '../balancer/peak-ewma.ts';
-import { callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { abortWatchOf, callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 
 const FAILURE_PENALTY = 10;
 
@@ -21,7 +21,7 @@ export function createLatencyFeed(next: Forward): Forward {
         return response;
       },
       (err: unknown) => {
-        if (x.tried.length > triedBefore && !x.signal.aborted) {
+        if (x.tried.length > triedBefore && !abortWatchOf(x).aborted) {
           const state = x.tried[x.tried.length - 1]!;
           const now = performance.now();
           recordLatency(state, Math.max(now - started, FAILURE_PENALTY * currentLatency(state, now)), now);

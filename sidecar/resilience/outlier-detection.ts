@@ -7,7 +7,7 @@
 import { isMeshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
-import { callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { abortWatchOf, callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { OutlierDetector } from './outlier-detector.ts';
@@ -52,7 +52,7 @@ export function createOutlierDetection(detector: OutlierDetector, next: Forward,
     return callForward(next, x).then(judgeResponse, (err: unknown) => {
       const upstreamFault = isMeshError(err, 'UPSTREAM_CONNECT') || isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT');
       // Only when this attempt reached an endpoint, and not because our own client went away.
-      if (upstreamFault && x.tried.length > triedBefore && !x.signal.aborted) failed(x.tried[x.tried.length - 1]!);
+      if (upstreamFault && x.tried.length > triedBefore && !abortWatchOf(x).aborted) failed(x.tried[x.tried.length - 1]!);
       throw err;
     });
   };

@@ -10,7 +10,7 @@
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMeshError, meshError, MeshletError } from '../errors.ts';
-import { callForward, exchangeWithSignal, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { abortWatchOf, callForward, exchangeWithSignal, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import { STREAMING_BODY_NOTE } from '../protocols/http2.ts';
 import { WireBody } from '../protocols/wire/response-body.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
@@ -95,7 +95,7 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
         if (!mayRetry(attempt, resendable, deadline - delay, reason)) return response;
         drain(response);
       } catch (err) {
-        if (x.signal.aborted || !(err instanceof MeshletError)) throw err;
+        if (abortWatchOf(x).aborted || !(err instanceof MeshletError)) throw err;
         const connectFailure = isMeshError(err, 'UPSTREAM_CONNECT');
         const retryable = connectFailure || (idempotent && conf.onReset && (isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT')));
         if (!retryable) throw err;

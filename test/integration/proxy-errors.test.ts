@@ -71,6 +71,34 @@ describe('proxy-made error responses', () => {
     expect(ended).toEqual([0]);
   });
 
+  it('a client that leaves cuts the upstream request when a layer made the exchange signal too (per-try timeout)', async () => {
+    // The per-try timeout races the exchange's AbortSignal (made on demand) with its own: the client's
+    // abort must reach the upstream through that signal as through the pool's plain watch.
+    const upstreamClosed: Promise<void>[] = [];
+    const server = createServer((socket) => {
+      socket.on('error', () => {});
+      socket.resume();
+      upstreamClosed.push(new Promise((resolve) => socket.once('close', () => resolve())));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const sidecar = await sidecarTo([{ address: '127.0.0.1', port: (server.address() as { port: number }).port }], {
+      timeouts: { request: '60s' },
+      retries: { perTryTimeout: '30s' },
+    });
+    const ended: number[] = [];
+    sidecar.observers.push({ onEnd: (_x, outcome) => ended.push(outcome.status) });
+    const port = Number(new URL(upstreamUrl(sidecar, 'greeter')).port);
+    const socket = connect(port, '127.0.0.1');
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await eventually('the upstream got the request', () => upstreamClosed.length === 1);
+    socket.destroy();
+    await upstreamClosed[0];
+    await eventually('the exchange ended for observers', () => ended.length === 1);
+    expect(ended).toEqual([0]);
+    expect(upstreamClosed).toHaveLength(1); // cut, not retried
+  });
+
   it('503 no_endpoint when discovery knows the service but it has no endpoints', async () => {
     const sidecar = await sidecarTo([]);
     sidecar.registry.apply({ provider: 'test', services: new Map([['greeter', []]]) });

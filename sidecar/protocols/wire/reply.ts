@@ -53,7 +53,7 @@ export class WireReply extends EventEmitter {
    * Aborted (UPSTREAM_RESET) when the connection goes away before this reply finished, so the upstream
    * work stops too: what a 'close' listener would do, without a listener and a closure per request.
    */
-  abortWhenAbandoned: AbortController | null = null;
+  abortWhenAbandoned: { abort(reason?: unknown): void } | null = null;
   readonly #channel: ReplyChannel;
   readonly #headRequest: boolean;
   readonly #http10: boolean;

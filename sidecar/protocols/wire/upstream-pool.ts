@@ -8,6 +8,7 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
+import type { AbortWatch } from '../exchange-abort.ts';
 import type { WireResponse } from './wire-response.ts';
 import { firstBadField, isFieldBlock, isRequestTarget, isToken } from './field-syntax.ts';
 import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
@@ -43,7 +44,7 @@ export interface WireRequestOptions {
   readonly fields?: SerializedFields | undefined;
   readonly body: Buffer | Readable | null;
   /** Abort: the connection in use is destroyed (never reused); the promise rejects / the body fails with signal.reason. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortWatch | undefined;
   /** Longest silence while waiting for/reading the response body; 0 disables. */
   readonly bodyIdleTimeoutMs: number;
   /** Until the response head arrives, from when the request is sent (a wait for a free connection counts too; connecting has its own deadline); 0 or absent disables. */
@@ -125,7 +126,7 @@ export class PendingRequest implements RequestOnConnection {
   readonly isHead: boolean;
   readonly bodyIdleTimeoutMs: number;
   readonly headersTimeoutMs: number;
-  readonly signal: AbortSignal | undefined;
+  readonly signal: AbortWatch | undefined;
   /**
    * The signal's listener: a function, not this object with a `handleEvent`. Node wraps an object
    * listener in a closure of its own, and with that wrapper the whole request (head string, promise,
