@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { meshError, type MeshletError } from '../../errors.ts';
 import { writeRawError } from '../upgrade.ts';
 import { HTTPParser, METHODS, createParser, releaseParser, kOnBody, kOnExecute, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
+import { Fifo } from './fifo.ts';
 import { WireReply, type ReplyChannel } from './reply.ts';
 import { ParsedRequest, RequestBody, scanHead, type HeadFacts } from './request.ts';
 
@@ -96,10 +97,12 @@ export class WireConnection implements ReplyChannel {
   #rawHeaders: string[] = [];
   #url = '';
   /** Unanswered requests' replies, oldest (the one writing) first. */
-  readonly #replies: WireReply[] = [];
+  readonly #replies = new Fifo<WireReply>();
   /** Requests parsed during one execute(), handed to the handler after it returns; null = answer 417. */
   readonly #readyRequests: (ParsedRequest | null)[] = [];
-  readonly #readyReplies: WireReply[] = [];
+  readonly #readyReplies: (WireReply | null)[] = [];
+  /** Entries of the two arrays above in use: they keep their storage between reads (setting `length = 0` frees it). */
+  #readyCount = 0;
   /** The request whose body is being parsed, and its reply. */
   #body: RequestBody | null = null;
   #bodyReply: WireReply | null = null;
@@ -165,7 +168,7 @@ export class WireConnection implements ReplyChannel {
   closeWhenIdle(): void {
     if (this.#state !== 'open') return;
     this.#draining = true;
-    for (const reply of this.#replies) reply.closeConnectionAfter();
+    for (const reply of this.#replies.toArray()) reply.closeConnectionAfter();
     if (this.#replies.length === 0 && this.#upgrade === null) this.#closeAfterWrites();
   }
 
@@ -189,7 +192,7 @@ export class WireConnection implements ReplyChannel {
   // ReplyChannel
 
   replyFinished(reply: WireReply): void {
-    if (this.#replies[0] === reply) this.#replies.shift();
+    if (this.#replies.first() === reply) this.#replies.shift();
     if (reply === this.#bodyReply && this.#body !== null) {
       this.#dumpingBody = true;
       this.#bodyFull = false;
@@ -198,7 +201,7 @@ export class WireConnection implements ReplyChannel {
       this.#closeAfterWrites();
       return;
     }
-    const next = this.#replies[0];
+    const next = this.#replies.first();
     if (next !== undefined) next.activate();
     else if (this.#deferredError !== null) this.#writeError(this.#deferredError);
     else if (this.#upgrade !== null) this.#handOff();
@@ -273,8 +276,9 @@ export class WireConnection implements ReplyChannel {
       if (head.expect.toLowerCase() !== '100-continue') accepted = false;
       else if (!http10) reply.sendContinue();
     }
-    this.#readyRequests.push(accepted ? request : null);
-    this.#readyReplies.push(reply);
+    const ready = this.#readyCount++;
+    this.#readyRequests[ready] = accepted ? request : null;
+    this.#readyReplies[ready] = reply;
     // Heads llhttp stops after anyway (CONNECT, Upgrade) keep their own return value.
     return this.#replies.length > MAX_QUEUED && !upgrade ? PAUSE_PARSER : 0;
   };
@@ -415,14 +419,13 @@ export class WireConnection implements ReplyChannel {
       const reason = this.#socketError ? `: ${this.#socketError.message}` : '';
       body.destroy(connectionReset(`client closed the connection mid-body on listener ${this.#options.name}${reason}`));
     }
-    const replies = this.#replies.splice(0);
-    for (const reply of replies) reply.abandon();
+    for (const reply of this.#replies.takeAll()) reply.abandon();
     this.#leaveNative();
     releaseParser(this.#parser);
   };
 
   readonly #onDrain = (): void => {
-    this.#replies[0]?.socketDrained();
+    this.#replies.first()?.socketDrained();
   };
 
   readonly #onIdle = (): void => {
@@ -433,19 +436,21 @@ export class WireConnection implements ReplyChannel {
 
   /** Hands the requests parsed by the last execute() to the handler, after the parser is done with its buffer. */
   #dispatchReady(): void {
+    if (this.#readyCount === 0) return;
     const requests = this.#readyRequests;
-    if (requests.length === 0) return;
     const replies = this.#readyReplies;
     const onRequest = this.#options.onRequest;
-    for (let i = 0; i < requests.length; i++) {
+    for (let i = 0; i < this.#readyCount; i++) {
       const request = requests[i];
       const reply = replies[i] as WireReply;
+      // Not kept alive by the slots once handed over.
+      requests[i] = null;
+      replies[i] = null;
       if (reply.destroyed) continue;
       if (request !== undefined && request !== null) onRequest(request, reply);
       else reply.writeHead(417, { connection: 'close', 'content-length': 0 }).end();
     }
-    requests.length = 0;
-    replies.length = 0;
+    this.#readyCount = 0;
   }
 
   /**
@@ -478,7 +483,7 @@ export class WireConnection implements ReplyChannel {
     this.#parsing = false;
     this.#leaveNative();
     this.#headTimer = this.#clearTimer(this.#headTimer);
-    if (this.#abandonCutRequest(error) || cutStarted || this.#replies[0]?.headersSent) {
+    if (this.#abandonCutRequest(error) || cutStarted || this.#replies.first()?.headersSent) {
       this.socket.destroy();
       return;
     }
@@ -498,8 +503,7 @@ export class WireConnection implements ReplyChannel {
     if (body !== null) body.destroy(error);
     if (cut === null || cut.writableFinished) return false;
     if (cut.headersSent) return true;
-    const index = this.#replies.indexOf(cut);
-    if (index >= 0) this.#replies.splice(index, 1);
+    this.#replies.remove(cut);
     cut.abandon();
     return false;
   }
@@ -518,7 +522,7 @@ export class WireConnection implements ReplyChannel {
     this.#leaveNative();
     this.#headTimer = this.#clearTimer(this.#headTimer);
     this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
-    for (const reply of this.#replies.splice(0)) reply.abandon();
+    for (const reply of this.#replies.takeAll()) reply.abandon();
     this.socket.destroySoon();
   }
 
