@@ -86,8 +86,13 @@ export function addForwardingHeaders(headers: HeaderMap, facts: ForwardingFacts)
 export function forwardedElement(facts: ForwardingFacts): string {
   let element = `proto=${facts.proto}`;
   if (facts.clientAddress) element = `for=${forwardedNode(facts.clientAddress)};${element}`;
-  if (facts.host) element += `;host="${facts.host.replace(/["\\]/g, '')}"`;
+  if (facts.host) element += `;host="${withoutQuoteChars(facts.host)}"`;
   return element;
+}
+
+/** The host without `"` and `\\` (a quoted-string may not hold them bare); the search skips the regex for the usual host. */
+function withoutQuoteChars(host: string): string {
+  return host.includes('"') || host.includes('\\') ? host.replace(/["\\]/g, '') : host;
 }
 
 /** The path without its query string: what logs, spans and tap show, since queries may carry tokens. */

@@ -65,11 +65,14 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
     }
     const exchange = new Http1Exchange(req, path, cluster, abort, { clientAddress: socket.remoteAddress, proto: clientProto, via: VIA }, targetHost);
     // Never let a bug in a layer or observer become an unhandled rejection (that would end the process).
-    run(exchange, res, socket, socket.bytesRead, socket.bytesWritten).catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'));
+    run(exchange, res, socket, socket.bytesRead).catch((err: unknown) => log.error({ err, upstream: cluster.name }, 'proxy bug'));
   };
 
-  /** Socket byte counters at the start are subtracted at the end: cheap per-request byte counts. */
-  async function run(x: ProxyExchange, res: WireReply, socket: Socket, readAtStart: number, writtenAtStart: number): Promise<void> {
+  /**
+   * Bytes in: the socket's read counter at the start is subtracted at the end. Bytes out: the reply's own
+   * count (net's bytesWritten walks the socket's write queue, an array and an iterator per call).
+   */
+  async function run(x: ProxyExchange, res: WireReply, socket: Socket, readAtStart: number): Promise<void> {
     let error: MeshletError | undefined;
     let endpoint;
     let upstream;
@@ -99,7 +102,7 @@ export function createHttpProxy(options: HttpProxyOptions): (req: WireRequest, r
       error: error ? { code: error.code, reason: error.reason, message: error.message } : undefined,
       endpoint: endpoint ?? x.tried[x.tried.length - 1],
       bytesIn: socket.bytesRead - readAtStart,
-      bytesOut: socket.bytesWritten - writtenAtStart,
+      bytesOut: res.bytesWritten,
       durationMs: performance.now() - x.startedAt,
     };
     for (const o of observers) o.onEnd?.(x, outcome);

@@ -10,6 +10,7 @@ import { runInNewContext } from 'node:vm';
 import { WireConnection, type WireRequest, type WireServerOptions } from '../../sidecar/protocols/wire/server-connection.ts';
 import type { WireReply } from '../../sidecar/protocols/wire/reply.ts';
 import { rawExchange } from '../helpers/raw.ts';
+import { eventually } from '../helpers/sidecar.ts';
 import { selfSignedCert } from '../helpers/self-signed.ts';
 
 type Handler = (req: WireRequest, reply: WireReply) => void;
@@ -262,6 +263,30 @@ describe('WireConnection: serving requests', () => {
       `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nvia: 1.1 meshlet\r\n${KEEP}\r\nok` +
         `HTTP/1.1 404 Not Found\r\nX-Case: Kept\r\ntransfer-encoding: chunked\r\n${KEEP}\r\n2\r\nno\r\n2\r\npe\r\n0\r\n\r\n`,
     );
+    client.socket.destroy();
+  });
+
+  it('counts the bytes each reply handed to the socket, its own even when pipelined and held behind an earlier one', async () => {
+    const replies: WireReply[] = [];
+    const server = await startServer((req, reply) => {
+      replies.push(reply);
+      if (req.url === '/first') reply.writeHead(200, { 'content-type': 'text/plain' }).write('h\u00e9llo'); // ended below, chunked
+      else if (req.url === '/second') reply.writeHead(200, { 'content-length': 5000 }).end(Buffer.alloc(5000, 120)); // held until /first ends
+      else {
+        reply.writeRelayedHead(404, 'X-Case: Kept\r\n', false);
+        reply.end('\u00fcn\u00efcode'); // utf8: two bytes for each of the two accented letters
+      }
+    });
+    const client = new RawClient(server.port);
+    client.send('GET /first HTTP/1.1\r\nhost: x\r\n\r\nGET /second HTTP/1.1\r\nhost: x\r\n\r\nGET /third HTTP/1.1\r\nhost: x\r\n\r\n');
+    await eventually('three requests handled', () => replies.length === 3);
+    replies[0]!.end('!');
+    const text = await client.waitFor((t) => t.endsWith('code'));
+    // Latin1 text: a character per byte received. Each response starts at its status line.
+    const starts = [...text.matchAll(/HTTP\/1\.1 \d{3} /g)].map((m) => m.index);
+    const sizes = starts.map((start, i) => (starts[i + 1] ?? text.length) - start);
+    expect(replies.map((r) => r.bytesWritten)).toEqual(sizes);
+    expect(sizes[1]).toBeGreaterThan(5000);
     client.socket.destroy();
   });
 

@@ -77,6 +77,7 @@ export class WireReply extends EventEmitter {
   /** Output held while an earlier reply is still writing: latin1 strings (head, framing) and Buffers. */
   #pending: (string | Buffer)[] | null = null;
   #pendingBytes = 0;
+  #bytesWritten = 0;
 
   constructor(channel: ReplyChannel, headRequest: boolean, http10: boolean, keepAlive: boolean) {
     super();
@@ -96,6 +97,11 @@ export class WireReply extends EventEmitter {
 
   get destroyed(): boolean {
     return this.#destroyed;
+  }
+
+  /** Bytes this reply handed to the socket so far (status line, fields, framing, body): its own, even when requests are pipelined. */
+  get bytesWritten(): number {
+    return this.#bytesWritten;
   }
 
   /** Whether the connection may carry another request after this reply. */
@@ -221,7 +227,10 @@ export class WireReply extends EventEmitter {
       const socket = this.#channel.socket;
       let ok = true;
       socket.cork();
-      for (const part of pending) ok = typeof part === 'string' ? socket.write(part, 'latin1') : socket.write(part);
+      for (const part of pending) {
+        ok = typeof part === 'string' ? socket.write(part, 'latin1') : socket.write(part);
+        this.#bytesWritten += part.length; // latin1: a byte per character
+      }
       socket.uncork();
       if (!ok) this.#needDrain = true;
       else this.socketDrained();
@@ -274,10 +283,15 @@ export class WireReply extends EventEmitter {
     if (!this.#active) return this.#hold(prefix, body, suffix);
     const socket = this.#channel.socket;
     let ok: boolean;
+    this.#bytesWritten += prefix.length + suffix.length + (body === null || typeof body === 'string' ? 0 : body.length);
     if (body === null) ok = socket.write(prefix + suffix, 'latin1');
     // Node concatenates head and a string body the same way (the body's utf8 wins).
-    else if (typeof body === 'string') ok = socket.write(prefix + body + suffix);
-    else if (prefix === '' && suffix === '') ok = socket.write(body);
+    else if (typeof body === 'string') {
+      const whole = prefix + body + suffix;
+      // The whole string leaves as utf8: counted again as such.
+      this.#bytesWritten += Buffer.byteLength(whole) - prefix.length - suffix.length;
+      ok = socket.write(whole);
+    } else if (prefix === '' && suffix === '') ok = socket.write(body);
     // A small body leaves inside the head's string: one write instead of cork + writev, whose JavaScript
     // (buffered requests, the chunk array, mixed encodings) costs more than copying a few KiB. Latin1
     // maps every byte to one character and back, so the body's bytes are unchanged.
