@@ -429,6 +429,30 @@ describe('WireConnection: failure paths', () => {
     expect(client.text).toContain('408 Request Timeout');
   });
 
+  it('times a later head from its first read: bytes trickling in do not push the deadline back, a head arriving whole is never late', async () => {
+    const server = await startServer(okHandler, { headTimeoutMs: 300 });
+    const client = new RawClient(server.port);
+    client.send('GET /first HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('ok GET /first'));
+    // Idle for longer than the head timeout, then a whole head: the timer of the first head is no deadline for it.
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    client.send('GET /second HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('ok GET /second'));
+    // A byte every 100 ms for 2 s: a deadline refreshed per read would let it finish and be answered.
+    const piece = 'GET /third HTTP/1.1\r\nhost: x\r\nx-slow: ';
+    let sent = 0;
+    const trickle = setInterval(() => {
+      if (client.socket.destroyed || sent === 20) return;
+      client.send(sent === 0 ? piece : sent === 19 ? 'a\r\n\r\n' : 'a');
+      sent++;
+    }, 100);
+    await client.closed;
+    clearInterval(trickle);
+    expect(client.text).toContain('408 Request Timeout');
+    expect(client.text).not.toContain('ok GET /third');
+    expect(sent).toBeLessThan(20);
+  });
+
   it('destroys a connection silent longer than the idle timeout; the pending reply closes unfinished', async () => {
     let pending: WireReply | undefined;
     const server = await startServer((_req, reply) => (pending = reply), { idleTimeoutMs: 200, keepAliveTimeoutMs: 0, headTimeoutMs: 0 });

@@ -122,6 +122,12 @@ export class WireConnection implements ReplyChannel {
   #heldBytes: Buffer | null = null;
   #resumeScheduled = false;
   #headTimer: NodeJS.Timeout | null = null;
+  /**
+   * Whether the head in progress has its deadline. A head is timed from the end of the read it began
+   * in (microseconds after its first byte), and only if still incomplete then: most heads arrive whole
+   * in one read and never need the timer refreshed.
+   */
+  #headArmed = false;
   #keepAliveTimer: NodeJS.Timeout | null = null;
   /**
    * The native parser reads the socket (consume): no Readable, 'data' event or next-tick per read,
@@ -156,6 +162,7 @@ export class WireConnection implements ReplyChannel {
     }
     // The first head is timed from connection start, so a client that connects and says nothing is cut too.
     this.#armHeadTimer();
+    this.#headArmed = true;
     socket.resume();
   }
 
@@ -218,7 +225,7 @@ export class WireConnection implements ReplyChannel {
   readonly #onMessageBegin = (): void => {
     if (this.#phase !== 'idle') return;
     this.#phase = 'head';
-    this.#armHeadTimer();
+    this.#headArmed = false;
   };
 
   readonly #onHeaders = (headers: string[], url: string): void => {
@@ -370,6 +377,10 @@ export class WireConnection implements ReplyChannel {
 
   /** After a parse: hands over the requests completed, answers a parse error, starts a pending upgrade. */
   #afterParse(failure: LlhttpError | null): void {
+    if (this.#phase === 'head' && !this.#headArmed) {
+      this.#headArmed = true;
+      this.#armHeadTimer();
+    }
     const error = failure === null ? null : this.#parseError(failure);
     // A request whose body the error cut is never handed over: its reply is dropped before dispatch.
     const cutStarted = error !== null && this.#abandonCutRequest(error);

@@ -6,6 +6,12 @@
 import type { WireBody } from './response-body.ts';
 
 export class WireResponse {
+  /**
+   * Not a thenable, said where V8 looks first. Resolving a promise with an object looks up its `then`,
+   * through the prototype chain to Object.prototype when there is none: six times per proxied request
+   * as a response passes the layers. An own `then` of undefined ends each lookup at the object.
+   */
+  readonly then = undefined;
   readonly statusCode: number;
   readonly statusMessage: string;
   /** The fields as received, original case and order. Strict llhttp accepted each name and value. */
