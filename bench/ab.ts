@@ -1,6 +1,6 @@
 /**
  * A/B of Meshlet checkouts on the one-hop keep-alive workload, with HAProxy beside them as the yardstick:
- *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] [--floor] [--h2] DIR[=LABEL[=NODE_FLAGS]] ...
+ *   node bench/ab.ts [--rounds 6] [--seconds 4] [--connections 50] [--two-hop] [--large] [--tcp] [--floor] [--h2] [--launcher] DIR[=LABEL[=NODE_FLAGS]] ...
  * Each DIR is a Meshlet checkout (the current one is `.`; an older one from `git archive`); NODE_FLAGS,
  * comma-separated, go to its `node` (e.g. `.=semi4=--max-semi-space-size=4` runs the same checkout with a flag). Rounds are
  * interleaved and rotated, every target pinned like bench/run.ts (proxies on CPU 1, wrk and nginx on
@@ -13,7 +13,8 @@
  * JavaScript a Node proxy can run per request) beside HAProxy, or with --two-hop two of them with mTLS
  * between them. --h2 measures one hop of
  * HTTP/2 instead: h2load (10 clients x 10 streams, h2c) through an `http2` upstream to nginx's h2c port,
- * HAProxy with `proto h2` on both sides (mean request time instead of p99). Prints a markdown table of medians;
+ * HAProxy with `proto h2` on both sides (mean request time instead of p99). --launcher starts each checkout
+ * through its bin/meshlet.js, as users and bench/run.ts do, instead of sidecar/main.ts. Prints a markdown table of medians;
  * nothing is written to bench/results.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -36,10 +37,11 @@ const { values: flags, positionals } = parseArgs({
     tcp: { type: 'boolean', default: false },
     floor: { type: 'boolean', default: false },
     h2: { type: 'boolean', default: false },
+    launcher: { type: 'boolean', default: false },
   },
 });
 if (positionals.length === 0) {
-  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] [--large] [--tcp] [--floor] [--h2] DIR[=LABEL[=NODE_FLAGS]] ...\n');
+  process.stderr.write('usage: node bench/ab.ts [--rounds N] [--seconds S] [--connections C] [--two-hop] [--large] [--tcp] [--floor] [--h2] [--launcher] DIR[=LABEL[=NODE_FLAGS]] ...\n');
   process.exit(2);
 }
 const h2 = flags.h2;
@@ -141,7 +143,8 @@ for (const [i, spec] of positionals.entries()) {
   // --expose-gc as the launcher and the image start Meshlet (trimMemory).
   const nodeFlags = ['--expose-gc', ...checkout.nodeFlags];
   const root = checkout.dir;
-  const main = join(root, 'sidecar', 'main.ts');
+  // --launcher: through bin/meshlet.js, as users and bench/run.ts start it (compile cache, start-up tiering).
+  const main = join(root, ...(flags.launcher ? ['bin', 'meshlet.js'] : ['sidecar', 'main.ts']));
   const name = `meshlet-${i}`;
   const port = await freePort();
   const base = { service: { name: 'bench-app', port: backendPort }, admin: { port: await freePort() } };

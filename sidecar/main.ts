@@ -8,6 +8,7 @@ import { redactSecrets } from './admin/server.ts';
 import { MeshletError } from './errors.ts';
 import { MemoryTrimmer } from './memory-trim.ts';
 import { Sidecar } from './sidecar.ts';
+import { resumeOptimizingCompilers } from './startup-tiering.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { reportServing, shouldSupervise, superviseWorkers, workerCount } from './workers.ts';
 
@@ -42,6 +43,8 @@ async function runSidecar(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'config-env': { type: 'string' } } });
   const config = await configFromArgs('sidecar', values);
   if (shouldSupervise(config.workers)) {
+    // The primary only supervises; each worker runs the launcher and resumes once it serves.
+    resumeOptimizingCompilers();
     // Workers get their whole drain, plus time to load and start, before the primary kills them.
     const forceKillAfterMs = config.shutdown.drainTimeout + 10_000;
     return superviseWorkers({ count: workerCount(config.workers), log: createLogger(config.logging.level), forceKillAfterMs });
@@ -63,7 +66,11 @@ async function runSidecar(args: string[]): Promise<number> {
     sidecar.stopped.then(resolve, resolve);
   });
   try {
-    await sidecar.start();
+    try {
+      await sidecar.start();
+    } finally {
+      resumeOptimizingCompilers();
+    }
     reportServing();
     if (config.trimMemory) {
       // Per serving process (each worker trims its own heap); stopped with the sidecar.
@@ -139,6 +146,8 @@ export async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   const run = COMMANDS[command];
+  // The sidecar resumes them once it serves (runSidecar); other commands have nothing to wait for.
+  if (command !== 'sidecar') resumeOptimizingCompilers();
   if (!run) {
     process.stderr.write(`meshlet: unknown command "${command}"\n\n${HELP}\n`);
     return 2;

@@ -84,10 +84,11 @@ async function modulesLoaded(name: string, extra: Record<string, unknown>, forma
   await beforeList?.(admin);
   child.kill('SIGUSR2');
   let text = '';
+  // Generous: on a loaded machine (the whole suite on two cores) the signal and the write can take seconds.
   await eventually('module list written', async () => {
     text = await readFile(list, 'utf8').catch(() => '');
     return text.length > 0;
-  });
+  }, 20_000);
   return text.trim().split('\n');
 }
 
