@@ -48,8 +48,12 @@ describe('proxy-made error responses', () => {
     return body;
   }
 
-  it('a client that leaves while the upstream has not answered yet cuts the upstream request too', async () => {
-    // An upstream that reads requests and never answers: only the sidecar's abort can close its connection.
+  /**
+   * A client sends a request to an upstream that reads it and never answers, then leaves: only the
+   * sidecar's abort can close the upstream connection. Resolves with the upstream connections seen
+   * and the status observers got (0: the client left before any response).
+   */
+  async function clientLeavesMidRequest(upstreamExtra: Record<string, unknown>): Promise<{ upstreamConnections: number; statuses: number[] }> {
     const upstreamClosed: Promise<void>[] = [];
     const server = createServer((socket) => {
       socket.on('error', () => {});
@@ -58,45 +62,30 @@ describe('proxy-made error responses', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
-    const sidecar = await sidecarTo([{ address: '127.0.0.1', port: (server.address() as { port: number }).port }], { timeouts: { request: '60s' } });
-    const ended: number[] = [];
-    sidecar.observers.push({ onEnd: (_x, outcome) => ended.push(outcome.status) });
+    const sidecar = await sidecarTo([{ address: '127.0.0.1', port: (server.address() as { port: number }).port }], upstreamExtra);
+    const statuses: number[] = [];
+    sidecar.observers.push({ onEnd: (_x, outcome) => statuses.push(outcome.status) });
     const port = Number(new URL(upstreamUrl(sidecar, 'greeter')).port);
     const socket = connect(port, '127.0.0.1');
     socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
     await eventually('the upstream got the request', () => upstreamClosed.length === 1);
     socket.destroy();
     await upstreamClosed[0];
-    await eventually('the exchange ended for observers', () => ended.length === 1);
-    expect(ended).toEqual([0]);
+    await eventually('the exchange ended for observers', () => statuses.length === 1);
+    return { upstreamConnections: upstreamClosed.length, statuses };
+  }
+
+  it('a client that leaves while the upstream has not answered yet cuts the upstream request too', async () => {
+    const { statuses } = await clientLeavesMidRequest({ timeouts: { request: '60s' } });
+    expect(statuses).toEqual([0]);
   });
 
   it('a client that leaves cuts the upstream request when a layer made the exchange signal too (per-try timeout)', async () => {
     // The per-try timeout races the exchange's AbortSignal (made on demand) with its own: the client's
     // abort must reach the upstream through that signal as through the pool's plain watch.
-    const upstreamClosed: Promise<void>[] = [];
-    const server = createServer((socket) => {
-      socket.on('error', () => {});
-      socket.resume();
-      upstreamClosed.push(new Promise((resolve) => socket.once('close', () => resolve())));
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanup.push(() => new Promise((resolve) => server.close(() => resolve())));
-    const sidecar = await sidecarTo([{ address: '127.0.0.1', port: (server.address() as { port: number }).port }], {
-      timeouts: { request: '60s' },
-      retries: { perTryTimeout: '30s' },
-    });
-    const ended: number[] = [];
-    sidecar.observers.push({ onEnd: (_x, outcome) => ended.push(outcome.status) });
-    const port = Number(new URL(upstreamUrl(sidecar, 'greeter')).port);
-    const socket = connect(port, '127.0.0.1');
-    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
-    await eventually('the upstream got the request', () => upstreamClosed.length === 1);
-    socket.destroy();
-    await upstreamClosed[0];
-    await eventually('the exchange ended for observers', () => ended.length === 1);
-    expect(ended).toEqual([0]);
-    expect(upstreamClosed).toHaveLength(1); // cut, not retried
+    const { statuses, upstreamConnections } = await clientLeavesMidRequest({ timeouts: { request: '60s' }, retries: { perTryTimeout: '30s' } });
+    expect(statuses).toEqual([0]);
+    expect(upstreamConnections).toBe(1); // cut, not retried
   });
 
   it('503 no_endpoint when discovery knows the service but it has no endpoints', async () => {
