@@ -108,6 +108,32 @@ export async function runDemo(args: string[]): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'meshlet-demo-'));
   const sidecars: DemoSidecar[] = [];
   const stops: Array<() => Promise<void>> = [];
+  // Installed before anything starts: a signal during start-up must not leave sidecars behind.
+  let stopping = false;
+  /**
+   * Stops every sidecar and app started so far, taking them off the lists so a later call stops only
+   * what started since; calls run one after the other, so awaiting one waits for the earlier ones too.
+   */
+  let stopChain = Promise.resolve();
+  const stopAll = (): Promise<void> =>
+    (stopChain = stopChain.then(async () => {
+      const children = sidecars.splice(0).map((sidecar) => sidecar.child);
+      for (const child of children) child.kill('SIGTERM');
+      await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
+      await Promise.all(stops.splice(0).map((stop) => stop()));
+    }));
+  const onSignal = () => {
+    stopping = true;
+    void stopAll();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  /** After a start-up step: a signal came, so stop what the step started too, and end. */
+  const abandonStart = async (): Promise<number> => {
+    await stopAll();
+    await rm(dir, { recursive: true, force: true });
+    return 130;
+  };
   const catalogPath = join(dir, 'catalog.yaml');
   // mTLS on: every sidecar signs its own leaf with a throwaway CA in the demo's temp dir.
   const caDir = join(dir, 'ca');
@@ -136,6 +162,7 @@ export async function runDemo(args: string[]): Promise<number> {
     await writeFile(path, JSON.stringify(config, null, 2));
     sidecars.push(startSidecar(instance, path, admin, !values.verbose));
     instances.push({ instance, inbound });
+    if (stopping) return abandonStart();
   }
   // A gRPC service too: h2 over mTLS between sidecars, h2c to the app, checked with grpc.health.v1.
   const grpcApp = await startGreeterServer(0, 'greeter-grpc');
@@ -153,6 +180,7 @@ export async function runDemo(args: string[]): Promise<number> {
   const grpcConfigPath = join(dir, 'greeter-grpc.json');
   await writeFile(grpcConfigPath, JSON.stringify(grpcConfig, null, 2));
   sidecars.push(startSidecar('greeter-grpc', grpcConfigPath, grpcAdmin, !values.verbose));
+  if (stopping) return abandonStart();
   const grpcUpstreamPort = await freePort();
 
   await writeFile(catalogPath, `services:\n  greeter:\n${instances.map((i) => `    - { address: 127.0.0.1, port: ${i.inbound} }`).join('\n')}\n`);
@@ -174,23 +202,18 @@ export async function runDemo(args: string[]): Promise<number> {
   const frontendPath = join(dir, 'frontend.json');
   await writeFile(frontendPath, JSON.stringify(frontendConfig, null, 2));
   sidecars.push(startSidecar('frontend', frontendPath, frontendAdmin, !values.verbose));
-  const children = sidecars.map((sidecar) => sidecar.child);
-
-  let stopping = false;
+  if (stopping) return abandonStart();
   const shutdown = async () => {
-    if (stopping) return;
     stopping = true;
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
-    await Promise.all(stops.map((stop) => stop()));
+    await stopAll();
     await rm(dir, { recursive: true, force: true });
   };
-  process.once('SIGINT', () => void shutdown());
-  process.once('SIGTERM', () => void shutdown());
 
   try {
     await Promise.all(sidecars.map((sidecar) => sidecarReady(sidecar)));
   } catch (err) {
+    // A signal while waiting stops the sidecars, which then fail their readiness: not an error to report.
+    if (stopping) return abandonStart();
     process.stderr.write(`${(err as Error).message}\n`);
     await shutdown();
     return 1;

@@ -4,6 +4,7 @@
  * the demo runs and shows both instances answering.
  */
 import { createServer as createHttpServer, type ServerResponse } from 'node:http';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -155,4 +156,33 @@ describe('meshlet demo', () => {
     expect(out).not.toContain('failed');
     expect(out).toMatch(/dashboard\s+http:\/\/127\.0\.0\.1:\d+\/dashboard/);
   });
+
+  it('stopped by a signal while it starts (Ctrl-C in its first seconds), it leaves no sidecar running', { timeout: 60_000 }, async () => {
+    const proc = track(runCli(['demo']));
+    const pid = proc.child.pid!;
+    // The demo's sidecars are its child processes: signal it as soon as the first one is running.
+    let children: number[] = [];
+    await eventually('the demo started a sidecar', () => (children = childPids(pid)).length > 0, 30_000);
+    proc.child.kill('SIGTERM');
+    await proc.exited;
+    await eventually(`every sidecar the demo started (${children.join(', ')}) is gone`, () => children.every((child) => !alive(child)), 20_000);
+  });
 });
+
+/** Direct children of a process (Linux: /proc/PID/task/TID/children). */
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((task) => readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {
+    return [];
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
