@@ -71,3 +71,13 @@ export async function stopCli(proc: CliProcess): Promise<number | string> {
   if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGTERM');
   return proc.exited;
 }
+
+/** Whether a process with this pid still exists (signal 0 checks without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -14,7 +14,7 @@ import { request } from 'undici';
 import { freePort } from '../../examples/demo.ts';
 import type { Sidecar } from '../../sidecar/sidecar.ts';
 import { closeServer, startBackend } from '../helpers/backend.ts';
-import { runCli, startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
+import { alive, runCli, startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
 import { eventually, startSidecar } from '../helpers/sidecar.ts';
 
 let dir: string;
@@ -178,11 +178,3 @@ function childPids(pid: number): number[] {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { runCli, startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
+import { alive, runCli, startCliSidecar, stopCli, type CliProcess } from '../helpers/cli.ts';
 import { startBackend, type TestBackend } from '../helpers/backend.ts';
 import { eventually } from '../helpers/sidecar.ts';
 
@@ -32,15 +32,6 @@ function workerPids(proc: CliProcess): number[][] {
     .split('\n')
     .filter((l) => l.includes('"all workers serving"'))
     .map((l) => (JSON.parse(l) as { pids: number[] }).pids);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe('workers (node:cluster)', () => {
