@@ -4,8 +4,6 @@
  * discards them (resume). Bytes that arrive before anyone consumes are kept, and the connection stops
  * reading the socket until someone does, so memory stays bounded by one socket read.
  */
-import { EventEmitter } from 'node:events';
-
 /** Where pipeTo writes: a socket, a node:http ServerResponse, an HTTP/2 stream, or Meshlet's raw reply. */
 export interface BodySink {
   write(chunk: Buffer): boolean;
@@ -31,7 +29,7 @@ function destroyedError(): Error {
 }
 
 /** A response body read straight off the pooled connection, without a Readable per response. */
-export class WireBody extends EventEmitter {
+export class WireBody {
   #source: BodySource | null;
   /** Chunks received while nobody consumed or the sink asked to wait. */
   #pending: Buffer[] = [];
@@ -51,7 +49,6 @@ export class WireBody extends EventEmitter {
   #onClose: Array<() => void> | null = null;
 
   constructor(source: BodySource) {
-    super();
     this.#source = source;
   }
 
@@ -83,8 +80,9 @@ export class WireBody extends EventEmitter {
 
   /**
    * Calls `callback` once, when the body ended, failed or was destroyed (right away if it already
-   * has), before the 'close' event. What the layers use per request instead of `once('close')`, which
-   * wraps and stores a listener on every response.
+   * has). The only way to hear of the end: a WireBody is not an EventEmitter, whose construction (a
+   * null-prototype listener map, two megamorphic symbol stores) cost ~0.4k instructions per response
+   * for an event nobody on the request path listened to (docs/performance.md, ninth session).
    */
   onClose(callback: () => void): void {
     if (this.#closed) {
@@ -216,7 +214,5 @@ export class WireBody extends EventEmitter {
     const callbacks = this.#onClose;
     this.#onClose = null;
     if (callbacks !== null) for (let i = 0; i < callbacks.length; i++) callbacks[i]!();
-    // Listeners are rare (the HTTP/2 path's streams are Readables): skip emit's work when there are none.
-    if (this.listenerCount('close') > 0) this.emit('close');
   }
 }
