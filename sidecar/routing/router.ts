@@ -13,7 +13,7 @@ import type { WireReply } from '../protocols/wire/reply.ts';
 import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';
 import { meshError } from '../errors.ts';
-import { exchangeWithSignal, type Forward, type ForwardLayer, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { abortWatchOf, exchangeWithSignal, type Forward, type ForwardLayer, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 import type { HttpHandler, UpgradeHandler } from '../protocols/upgrade.ts';
 import { createFault } from '../resilience/fault.ts';
 import type { RouteConfig, RouteMatchConfig } from './config.ts';
@@ -168,16 +168,18 @@ function createRouteTimeout(ms: number, route: string, next: Forward): Forward {
   return async function routeTimeout(x: ProxyExchange): Promise<UpstreamResponse> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(meshError('UPSTREAM_TIMEOUT', `route ${route}: no response headers from ${x.cluster.name} within ${ms} ms`)), ms);
-    const onAbort = () => controller.abort(x.signal.reason);
-    x.signal.addEventListener('abort', onAbort, { once: true });
+    // The client's abort is watched as the other layers watch it (abortWatchOf): no AbortSignal made for it.
+    const clientAbort = abortWatchOf(x);
+    const onAbort = () => controller.abort(clientAbort.reason);
+    clientAbort.addEventListener('abort', onAbort);
     const view = exchangeWithSignal(x, controller.signal);
     try {
       return await next(view);
     } catch (err) {
-      throw controller.signal.aborted && !x.signal.aborted ? controller.signal.reason : err;
+      throw controller.signal.aborted && !clientAbort.aborted ? controller.signal.reason : err;
     } finally {
       clearTimeout(timer);
-      x.signal.removeEventListener('abort', onAbort);
+      clientAbort.removeEventListener('abort', onAbort);
       x.attempts = view.attempts;
       x.body = view.body;
     }

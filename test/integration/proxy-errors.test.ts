@@ -88,6 +88,11 @@ describe('proxy-made error responses', () => {
     expect(upstreamConnections).toBe(1); // cut, not retried
   });
 
+  it('a client that leaves cuts the upstream request under a route timeout too (its deadline copy of the exchange)', async () => {
+    const { statuses } = await clientLeavesMidRequest({ timeouts: { request: '60s' }, routes: [{ name: 'all', match: { prefix: '/' }, to: 'greeter', timeout: '30s' }] });
+    expect(statuses).toEqual([0]);
+  });
+
   it('503 no_endpoint when discovery knows the service but it has no endpoints', async () => {
     const sidecar = await sidecarTo([]);
     sidecar.registry.apply({ provider: 'test', services: new Map([['greeter', []]]) });
