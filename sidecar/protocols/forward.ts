@@ -29,11 +29,7 @@ export function pickForAttempt(x: ProxyExchange): EndpointState {
 
 /** A pooled connection's response and the endpoint that sent it; its header object is built only if a layer asks. */
 class EndpointResponse implements UpstreamResponse {
-  /**
-   * Not a thenable, said where V8 looks first. Resolving a promise with an object looks up its `then`,
-   * through the prototype chain to Object.prototype when there is none: six times per proxied request
-   * as a response passes the layers. An own `then` of undefined ends each lookup at the object.
-   */
+  /** Not a thenable, said where V8 looks first: see WireResponse#then. */
   readonly then = undefined;
   readonly #response: WireResponse;
   readonly endpoint: EndpointState;
