@@ -128,10 +128,14 @@ export async function runDemo(args: string[]): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  /** After a start-up step: a signal came, so stop what the step started too, and end. */
-  const abandonStart = async (): Promise<number> => {
+  const shutdown = async () => {
+    stopping = true;
     await stopAll();
     await rm(dir, { recursive: true, force: true });
+  };
+  /** After a start-up step: a signal came, so stop what the step started too, and end. */
+  const abandonStart = async (): Promise<number> => {
+    await shutdown();
     return 130;
   };
   const catalogPath = join(dir, 'catalog.yaml');
@@ -203,11 +207,6 @@ export async function runDemo(args: string[]): Promise<number> {
   await writeFile(frontendPath, JSON.stringify(frontendConfig, null, 2));
   sidecars.push(startSidecar('frontend', frontendPath, frontendAdmin, !values.verbose));
   if (stopping) return abandonStart();
-  const shutdown = async () => {
-    stopping = true;
-    await stopAll();
-    await rm(dir, { recursive: true, force: true });
-  };
 
   try {
     await Promise.all(sidecars.map((sidecar) => sidecarReady(sidecar)));
