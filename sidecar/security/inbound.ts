@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { identityFromSan, spiffeId, type Identity } from '../../certs/spiffe.ts';
 import { meshError } from '../errors.ts';
-import type { ForwardLayer } from '../protocols/exchange.ts';
+import { callForward, type ForwardLayer } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { AuthorizationPolicy } from './policy.ts';
@@ -37,20 +37,44 @@ export interface InboundGuardOptions {
 /** Key under which the caller's SPIFFE ID is left in `exchange.notes` (access log, tracing). */
 export const CALLER_NOTE = 'security.caller';
 
-/** Inbound HTTP layer: refuses callers the policy denies with 403 before the app sees anything. */
+/**
+ * What a connection's caller was allowed as: its identity cannot change on a socket and the policy is
+ * fixed per guard, so an allowed verdict holds for every request on the connection while the local
+ * identity is the same object (a credential rotation makes a new one, and the verdict is taken again).
+ */
+interface Allowed {
+  readonly local: Identity;
+  readonly callerId: string;
+}
+const allowedCallers = new WeakMap<Socket, Allowed>();
+
+/**
+ * Inbound HTTP layer: refuses callers the policy denies with 403 before the app sees anything. Not an
+ * async function: one allowed request costs a WeakMap lookup and no promise of its own.
+ */
 export function authorizationLayer(options: InboundGuardOptions): ForwardLayer {
-  return (next) => async (x) => {
-    const local = options.local();
-    const caller = peerIdentity(x.req.socket, local.trustDomain);
-    if (!caller) throw meshError('UNAUTHORIZED', 'caller presented no verified SPIFFE identity of this trust domain');
-    x.notes.set(CALLER_NOTE, spiffeId(caller));
-    const { decision, rule } = options.policy.decide(caller, local);
-    if (decision === 'deny') {
-      deny(options, caller, local, 'http', rule ? `rule from "${rule.from}" to "${rule.to}"` : 'default deny');
-      throw meshError('UNAUTHORIZED', `${spiffeId(caller)} may not call ${spiffeId(local)} (${rule ? `rule from "${rule.from}" to "${rule.to}"` : 'default: deny'})`);
-    }
-    return next(x);
-  };
+  return (next) =>
+    function authorize(x) {
+      const local = options.local();
+      const socket = x.req.socket;
+      const allowed = allowedCallers.get(socket);
+      if (allowed !== undefined && allowed.local === local) {
+        x.notes.set(CALLER_NOTE, allowed.callerId);
+        return callForward(next, x);
+      }
+      const caller = peerIdentity(socket, local.trustDomain);
+      if (!caller) return Promise.reject(meshError('UNAUTHORIZED', 'caller presented no verified SPIFFE identity of this trust domain'));
+      const callerId = spiffeId(caller);
+      x.notes.set(CALLER_NOTE, callerId);
+      const { decision, rule } = options.policy.decide(caller, local);
+      if (decision === 'deny') {
+        // Not cached: every refused request is logged and counted.
+        deny(options, caller, local, 'http', rule ? `rule from "${rule.from}" to "${rule.to}"` : 'default deny');
+        return Promise.reject(meshError('UNAUTHORIZED', `${callerId} may not call ${spiffeId(local)} (${rule ? `rule from "${rule.from}" to "${rule.to}"` : 'default: deny'})`));
+      }
+      allowedCallers.set(socket, { local, callerId });
+      return callForward(next, x);
+    };
 }
 
 /** Wraps the inbound TCP handler: only connections from allowed identities reach the local app. */
