@@ -474,6 +474,56 @@ describe('WireConnection: failure paths', () => {
     expect(server.connections[0]?.inFlight).toBe(0);
   });
 
+  it('never closes a keep-alive connection before keepAliveTimeoutMs, and closes it within a quarter of it after', async () => {
+    const server = await startServer(okHandler, { keepAliveTimeoutMs: 400, idleTimeoutMs: 0, headTimeoutMs: 0 });
+    const client = new RawClient(server.port);
+    // Halfway between two looks (every 100 ms from the connection's start): a limit counted from the
+    // look that saw the response rather than from the response itself would close 50 ms early.
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await client.waitFor((t) => t.includes('ok GET /'));
+    const answered = performance.now();
+    await client.closed;
+    // The last byte left before `answered`; the limit is counted from it. Generous on the late side.
+    expect(performance.now() - answered).toBeGreaterThanOrEqual(400 - 20);
+    expect(performance.now() - answered).toBeLessThan(400 + 100 + 1000);
+  });
+
+  it('does not apply the keep-alive limit to a request waiting for its response, only the idle limit', async () => {
+    let pending: WireReply | undefined;
+    const server = await startServer((_req, reply) => (pending = reply), { keepAliveTimeoutMs: 100, idleTimeoutMs: 0, headTimeoutMs: 0 });
+    const client = new RawClient(server.port);
+    client.send('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await waitFor(() => pending !== undefined);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(client.socket.destroyed).toBe(false);
+    pending?.end('late');
+    await client.waitFor((t) => t.endsWith('late'));
+    await client.closed; // then the keep-alive limit closes it
+  });
+
+  it('counts the bytes written as activity: a response streamed slowly is not cut by the idle timeout', async () => {
+    const server = await startServer(
+      (_req, reply) => {
+        reply.writeHead(200, { 'content-type': 'text/plain' });
+        let sent = 0;
+        const tick = setInterval(() => {
+          if (++sent === 8) {
+            clearInterval(tick);
+            reply.end('end');
+          } else reply.write(`${sent};`);
+        }, 100);
+      },
+      { idleTimeoutMs: 400, keepAliveTimeoutMs: 0, headTimeoutMs: 0 },
+    );
+    const client = new RawClient(server.port);
+    client.send('GET /stream HTTP/1.1\r\nhost: x\r\n\r\n');
+    // 800 ms of response against a 400 ms idle timeout: only counted writes keep it open.
+    await client.waitFor((t) => t.includes('end'));
+    expect(client.text).toContain('7;');
+    client.socket.destroy();
+  });
+
   it('errors the body stream with ECONNRESET when the client resets mid-body, without crashing', async () => {
     let bodyError: (NodeJS.ErrnoException & Error) | undefined;
     let replyClosedUnfinished: boolean | undefined;

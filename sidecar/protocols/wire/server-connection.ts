@@ -1,7 +1,8 @@
 /**
  * HTTP/1.1 served on one raw socket (net.Socket or tls.TLSSocket) with llhttp, without node:http's
  * IncomingMessage/ServerResponse streams. One parser per connection with its callbacks installed once;
- * one head timer and one keep-alive timer per connection, refreshed rather than recreated. Pipelined
+ * a head timer armed only for a head that did not arrive whole, and one interval per connection for the
+ * idle and keep-alive limits (see #lookForQuiet), so a request costs no timer operation. Pipelined
  * requests are handed over in order and answered in order; malformed or slow heads are answered here
  * (400, 408, 431) and never reach the handler.
  */
@@ -37,9 +38,12 @@ export interface WireServerOptions {
   readonly maxRequestHeadBytes: number;
   /** The whole request head must arrive within this (from its first byte, or connection start); else 408 + close. 0 disables. */
   readonly headTimeoutMs: number;
-  /** A keep-alive connection waiting for its next request is closed after this (node:http's keepAliveTimeout, 5 s). */
+  /**
+   * A keep-alive connection waiting for its next request is closed after this (node:http's
+   * keepAliveTimeout, 5 s), or up to a quarter of the shorter of the two limits later.
+   */
   readonly keepAliveTimeoutMs: number;
-  /** Any connection silent this long is destroyed; 0 disables. */
+  /** Any connection silent this long is destroyed (up to a quarter of the shorter limit later); 0 disables. */
   readonly idleTimeoutMs: number;
   readonly onRequest: (req: WireRequest, reply: WireReply) => void;
   /** Upgrade requests (Upgrade header, not h2c, no body) go here with the bytes after the head; absent -> they are served via onRequest (RFC 9110 7.8). */
@@ -55,6 +59,8 @@ const kOnMessageBegin = (HTTPParser as unknown as { kOnMessageBegin: number }).k
 const MAX_QUEUED = 2;
 /** What kOnHeadersComplete returns to make llhttp stop after this head (execute() then fails with HPE_PAUSED). */
 const PAUSE_PARSER = 21;
+/** Looks per the shorter silence limit: how late a limit may be met, as a fraction of it (1/4). */
+const QUIET_LOOKS = 4;
 
 /** The keep-alive head lines for a timeout, in node:http's format: whole seconds, no hint when the timeout is off. */
 function keepAliveLinesFor(timeoutMs: number): string {
@@ -71,8 +77,6 @@ interface PendingUpgrade {
 /** What net.Socket keeps private and this server needs once the parser reads the socket itself. */
 interface SocketInternals {
   readonly _handle: { readonly isStreamBase?: boolean } | null;
-  /** Refreshes the socket's idle timeout (setTimeout); net calls it on every read it sees. */
-  _unrefTimer(): void;
 }
 
 type Phase = 'idle' | 'head' | 'body';
@@ -128,7 +132,17 @@ export class WireConnection implements ReplyChannel {
    * in one read and never need the timer refreshed.
    */
   #headArmed = false;
-  #keepAliveTimer: NodeJS.Timeout | null = null;
+  /**
+   * The idle and keep-alive limits, enforced by one interval per connection that looks at the socket's
+   * byte counters, instead of the socket's idle timeout and a keep-alive timer: node refreshed the first
+   * on every read and write and this server the second per request, and each refresh() reads the clock
+   * and looks its duration up in a dictionary (~1.9k instructions per request in all). See #lookForQuiet.
+   */
+  #quietTimer: NodeJS.Timeout | null = null;
+  #quietLookMs = 0;
+  /** Silence seen so far, in whole looks; reset when the byte counters move. */
+  #quietMs = 0;
+  #lastBytes = -1;
   /**
    * The native parser reads the socket (consume): no Readable, 'data' event or next-tick per read,
    * ~10% of a small request's CPU. Anything off the plain request/response path (a pause, a parse
@@ -152,7 +166,7 @@ export class WireConnection implements ReplyChannel {
     parser[kOnMessageComplete] = this.#onMessageComplete;
     socket.setNoDelay(true);
     for (const [event, listener] of this.#socketListeners()) socket.on(event, listener);
-    if (options.idleTimeoutMs > 0) socket.setTimeout(options.idleTimeoutMs);
+    this.#startQuietLooks();
     // Bytes already buffered (none for a fresh socket) would be parsed after the ones the parser reads.
     const handle = (socket as unknown as SocketInternals)._handle;
     if (handle?.isStreamBase === true && socket.readableLength === 0) {
@@ -188,12 +202,9 @@ export class WireConnection implements ReplyChannel {
   setOptions(options: WireServerOptions): void {
     const previous = this.#options;
     this.#options = options;
-    if (options.idleTimeoutMs !== previous.idleTimeoutMs && this.#state === 'open') this.socket.setTimeout(options.idleTimeoutMs);
+    if ((options.idleTimeoutMs !== previous.idleTimeoutMs || options.keepAliveTimeoutMs !== previous.keepAliveTimeoutMs) && this.#state === 'open') this.#startQuietLooks();
     if (options.headTimeoutMs !== previous.headTimeoutMs) this.#headTimer = this.#clearTimer(this.#headTimer);
-    if (options.keepAliveTimeoutMs !== previous.keepAliveTimeoutMs) {
-      this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
-      this.keepAliveLines = keepAliveLinesFor(options.keepAliveTimeoutMs);
-    }
+    if (options.keepAliveTimeoutMs !== previous.keepAliveTimeoutMs) this.keepAliveLines = keepAliveLinesFor(options.keepAliveTimeoutMs);
   }
 
   // ReplyChannel
@@ -212,7 +223,6 @@ export class WireConnection implements ReplyChannel {
     if (next !== undefined) next.activate();
     else if (this.#deferredError !== null) this.#writeError(this.#deferredError);
     else if (this.#upgrade !== null) this.#handOff();
-    else if (this.#phase === 'idle') this.#armKeepAliveTimer();
     this.#updateFlow();
   }
 
@@ -307,7 +317,6 @@ export class WireConnection implements ReplyChannel {
     this.#bodyReply = null;
     this.#bodyFull = false;
     if (body !== null) body.push(null);
-    if (this.#replies.length === 0 && this.#upgrade === null) this.#armKeepAliveTimer();
   };
 
   // Socket events (installed once)
@@ -327,8 +336,6 @@ export class WireConnection implements ReplyChannel {
    * Upgrade) only dispatches; anything else continues in JS on a copy of the chunk, as #parse would.
    */
   readonly #onExecute = (parsed: number | LlhttpError): void => {
-    // net refreshes the idle timeout on each read it sees; the parser's reads bypass it.
-    (this.socket as unknown as SocketInternals)._unrefTimer();
     const stopped = this.#stoppedAfterHead;
     this.#stoppedAfterHead = false;
     if (typeof parsed === 'number' && !stopped) {
@@ -423,7 +430,7 @@ export class WireConnection implements ReplyChannel {
     if (this.#state === 'upgraded') return;
     this.#state = 'closed';
     this.#headTimer = this.#clearTimer(this.#headTimer);
-    this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    this.#quietTimer = this.#clearInterval(this.#quietTimer);
     const body = this.#body;
     this.#body = null;
     if (body !== null) {
@@ -437,10 +444,6 @@ export class WireConnection implements ReplyChannel {
 
   readonly #onDrain = (): void => {
     this.#replies.first()?.socketDrained();
-  };
-
-  readonly #onIdle = (): void => {
-    this.socket.destroy();
   };
 
   // Internals
@@ -532,7 +535,7 @@ export class WireConnection implements ReplyChannel {
     this.#state = 'closing';
     this.#leaveNative();
     this.#headTimer = this.#clearTimer(this.#headTimer);
-    this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    // The looks go on: a client that stops reading is still cut at the idle limit.
     for (const reply of this.#replies.takeAll()) reply.abandon();
     this.socket.destroySoon();
   }
@@ -545,7 +548,6 @@ export class WireConnection implements ReplyChannel {
       ['error', this.#onError],
       ['close', this.#onClose],
       ['drain', this.#onDrain],
-      ['timeout', this.#onIdle],
     ];
   }
 
@@ -556,9 +558,8 @@ export class WireConnection implements ReplyChannel {
     this.#state = 'upgraded';
     const socket = this.socket;
     for (const [event, listener] of this.#socketListeners()) socket.removeListener(event, listener);
-    socket.setTimeout(0);
     this.#headTimer = this.#clearTimer(this.#headTimer);
-    this.#keepAliveTimer = this.#clearTimer(this.#keepAliveTimer);
+    this.#quietTimer = this.#clearInterval(this.#quietTimer);
     this.#leaveNative();
     releaseParser(this.#parser);
     // Like node:http: the new owner starts the flow by attaching its own 'data' listener or pipe.
@@ -607,12 +608,38 @@ export class WireConnection implements ReplyChannel {
     else this.#headTimer.refresh();
   }
 
-  #armKeepAliveTimer(): void {
-    const ms = this.#options.keepAliveTimeoutMs;
-    if (ms <= 0 || this.#state !== 'open') return;
-    if (this.#keepAliveTimer === null) this.#keepAliveTimer = setTimeout(this.#onKeepAliveTimeout, ms).unref();
-    else this.#keepAliveTimer.refresh();
+  /** (Re)starts the looks for silence at a quarter of the shorter limit; none when both are off. */
+  #startQuietLooks(): void {
+    this.#quietTimer = this.#clearInterval(this.#quietTimer);
+    const { idleTimeoutMs, keepAliveTimeoutMs } = this.#options;
+    const shorter = Math.min(idleTimeoutMs > 0 ? idleTimeoutMs : Infinity, keepAliveTimeoutMs > 0 ? keepAliveTimeoutMs : Infinity);
+    if (shorter === Infinity) return;
+    this.#quietLookMs = Math.max(1, Math.floor(shorter / QUIET_LOOKS));
+    this.#quietMs = 0;
+    this.#lastBytes = -1;
+    this.#quietTimer = setInterval(this.#lookForQuiet, this.#quietLookMs).unref();
   }
+
+  /**
+   * One look: a connection whose byte counters moved since the last look is not quiet. The last byte
+   * came at most one look before the look that saw it move, so after n quiet looks the connection has
+   * been silent at least n looks' time: a limit is never met early, and at most one look late. Idle
+   * applies in every state (a closing connection whose client stopped reading is cut too); keep-alive
+   * only to an open connection with no request in progress.
+   */
+  readonly #lookForQuiet = (): void => {
+    const socket = this.socket;
+    const bytes = socket.bytesRead + (socket.bytesWritten ?? 0);
+    if (bytes !== this.#lastBytes) {
+      this.#lastBytes = bytes;
+      this.#quietMs = 0;
+      return;
+    }
+    const quiet = (this.#quietMs += this.#quietLookMs);
+    const { idleTimeoutMs, keepAliveTimeoutMs } = this.#options;
+    if (idleTimeoutMs > 0 && quiet >= idleTimeoutMs) socket.destroy();
+    else if (keepAliveTimeoutMs > 0 && quiet >= keepAliveTimeoutMs && this.#state === 'open' && this.#phase === 'idle' && this.#replies.length === 0 && this.#upgrade === null) socket.destroy();
+  };
 
   /** Fires headTimeoutMs after the latest head started; only a head still incomplete is late. */
   readonly #onHeadTimeout = (): void => {
@@ -621,14 +648,13 @@ export class WireConnection implements ReplyChannel {
     this.#updateFlow();
   };
 
-  /** Fires keepAliveTimeoutMs after the connection last went idle; closes it if it still is. */
-  readonly #onKeepAliveTimeout = (): void => {
-    if (this.#state !== 'open' || this.#phase !== 'idle' || this.#replies.length > 0 || this.#upgrade !== null) return;
-    this.socket.destroy();
-  };
-
   #clearTimer(timer: NodeJS.Timeout | null): null {
     if (timer !== null) clearTimeout(timer);
+    return null;
+  }
+
+  #clearInterval(timer: NodeJS.Timeout | null): null {
+    if (timer !== null) clearInterval(timer);
     return null;
   }
 }
