@@ -83,8 +83,8 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
     } else if (!relayed.hasHost) fields = { lines: `host: ${hostOf(state)}\r\n${relayed.lines}`, contentLength: relayed.contentLength };
     state.active++;
     try {
-      // The pool enforces both deadlines with timers it keeps per connection, and takes the exchange's
-      // signal as is: no timer or AbortController per attempt on the hot path.
+      // The pool enforces both limits with timers it keeps per connection, and takes the exchange's
+      // signal as is: no timer, clock reading or AbortController per attempt on the hot path.
       sent = x.cluster.pool(state).request({
         path: x.path,
         method: x.method,
@@ -93,6 +93,8 @@ export function createEndpointForward(timeouts: ForwardTimeouts): Forward {
         body: x.body,
         signal: abortWatchOf(x),
         headersTimeoutMs: timeouts.requestMs,
+        // The request timeout counts from the exchange's start (the retry layer's deadline for later attempts).
+        startedAt: x.startedAt,
         bodyIdleTimeoutMs: timeouts.idleMs,
       });
     } catch (err) {

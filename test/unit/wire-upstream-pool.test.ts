@@ -452,6 +452,36 @@ describe('WirePool: failures', () => {
     expect(server.sockets).toHaveLength(1);
   });
 
+  it('counts the head timeout from startedAt when given: a request that waited before it was sent gets only the rest', async () => {
+    const server = await rawServer(() => {}); // never answers
+    const { pool } = makePool(server.port);
+    const sent = performance.now();
+    // Started 1 s ago with 1.2 s to get its head: ~0.2 s left, where counting from the send would give 1.2 s.
+    await expect(pool.request(get('/', { headersTimeoutMs: 1200, startedAt: sent - 1000 }))).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    expect(performance.now() - sent).toBeLessThan(1000);
+  });
+
+  it('gives each request on a keep-alive connection its own head deadline, across the connection timer firing mid-request', async () => {
+    // Answers every request 40 ms late, and never answers the seventh.
+    const server = await rawServer((socket) => {
+      let requests = 0;
+      socket.on('data', () => {
+        if (++requests < 7) setTimeout(() => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok'), 40);
+      });
+    });
+    const { pool } = makePool(server.port);
+    // Six requests in ~240 ms against a 100 ms head timeout: the timer armed by the first fires while a
+    // later one waits, and must re-arm for that one's deadline instead of failing it.
+    for (let i = 0; i < 6; i++) {
+      const res = await pool.request(get('/', { headersTimeoutMs: 100, startedAt: performance.now() }));
+      expect(await readBody(res.body)).toBe('ok');
+    }
+    const started = performance.now();
+    await expect(pool.request(get('/', { headersTimeoutMs: 100, startedAt: started }))).rejects.toMatchObject({ code: 'UND_ERR_HEADERS_TIMEOUT' });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(99);
+    expect(server.sockets).toHaveLength(1);
+  });
+
   it('aborts before the head and mid-body, never reusing the aborted connection', async () => {
     const server = await rawServer((socket, index) => {
       socket.on('data', () => {

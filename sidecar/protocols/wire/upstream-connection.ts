@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { MeshletError } from '../../errors.ts';
 import { ConnectionTimer } from './connection-timer.ts';
+import { DeadlineTimer, QuietWatch } from './lazy-timers.ts';
 import { createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
 import { WireResponse } from './wire-response.ts';
@@ -42,6 +43,8 @@ export interface RequestOnConnection {
   readonly isHead: boolean;
   readonly bodyIdleTimeoutMs: number;
   readonly headersTimeoutMs: number;
+  /** When the headers timeout counts from (a performance.now() time); NaN: from when it is sent. */
+  readonly startedAt: number;
   readonly resent: boolean;
   connection: UpstreamConnection | null;
   resolve(response: WireResponse): void;
@@ -88,10 +91,17 @@ export class UpstreamConnection implements BodySource {
   #flushedHead: string[] | null = null;
   #trailers: string[] | null = null;
   #connectTimer: NodeJS.Timeout | null;
-  /** Silence while a response body is read; armed per request, refreshed per chunk. */
-  readonly #bodyTimer = new ConnectionTimer(() => this.#onBodyTimeout());
-  /** Fires when a response head is late; armed per request. */
-  readonly #headTimer = new ConnectionTimer(() => this.#onHeadTimeout());
+  /**
+   * Silence while a request is answered (the body idle timeout): the socket's byte counters, looked at
+   * every quarter of the limit, not a timer refreshed per chunk read or written (lazy-timers.ts).
+   */
+  readonly #bodyWatch = new QuietWatch(
+    () => this.#socket.bytesRead + (this.#socket.bytesWritten ?? 0),
+    () => this.#onBodyTimeout(),
+  );
+  /** The response head's deadline: a store per request, one timer for the connection (lazy-timers.ts). */
+  readonly #headTimer = new DeadlineTimer(() => this.#onHeadTimeout());
+  #headTimeoutMs = 0;
   #idleMs: number;
   /**
    * Closes the connection after #idleMs in the pool: armed when it goes idle, never touched while it
@@ -127,8 +137,14 @@ export class UpstreamConnection implements BodySource {
     this.#gotResponseBytes = false;
     this.#headComplete = false;
     this.#keepAlive = false;
-    this.#bodyTimer.arm(request.bodyIdleTimeoutMs);
-    this.#headTimer.arm(request.headersTimeoutMs);
+    this.#bodyWatch.watch(request.bodyIdleTimeoutMs);
+    const headMs = request.headersTimeoutMs;
+    this.#headTimeoutMs = headMs;
+    if (headMs > 0) {
+      const started = request.startedAt;
+      if (Number.isNaN(started)) this.#headTimer.set(performance.now() + headMs);
+      else this.#headTimer.set(started + headMs);
+    } else this.#headTimer.set(Infinity);
     const socket = this.#socket;
     const body = request.body;
     if (body === null) {
@@ -179,7 +195,7 @@ export class UpstreamConnection implements BodySource {
 
   /** BodySource: the consumer is ready; silence counts toward the body idle timeout again from now. */
   resumeReading(): void {
-    this.#bodyTimer.refresh();
+    this.#bodyWatch.restart();
     if (!this.#readPaused) return; // resume() on a flowing socket still costs a tick
     this.#readPaused = false;
     this.#socket.resume();
@@ -207,15 +223,14 @@ export class UpstreamConnection implements BodySource {
   }
 
   #onHeadTimeout(): void {
-    // The timer stays armed between requests: only a request still waiting for its head has timed out.
     if (this.#state !== BUSY || this.#headComplete || this.#request === null) return;
-    this.#fail(headersTimeoutError(this.#owner.peer, this.#headTimer.ms), false);
+    this.#fail(headersTimeoutError(this.#owner.peer, this.#headTimeoutMs), false);
   }
 
   #onBodyTimeout(): void {
     // A consumer that asked us to wait is not the upstream's silence.
     if (this.#state !== BUSY || this.#readPaused || this.#messageDone) return;
-    this.#fail(wireError('UND_ERR_BODY_TIMEOUT', `${this.#owner.peer} sent nothing for ${this.#bodyTimer.ms} ms`), false);
+    this.#fail(wireError('UND_ERR_BODY_TIMEOUT', `${this.#owner.peer} sent nothing for ${this.#request?.bodyIdleTimeoutMs ?? 0} ms`), false);
   }
 
   #onData(chunk: Buffer): void {
@@ -225,7 +240,6 @@ export class UpstreamConnection implements BodySource {
       return;
     }
     this.#gotResponseBytes = true;
-    this.#bodyTimer.refresh();
     this.#executing = true;
     this.#afterExecute(this.#parser.execute(chunk));
   }
@@ -301,6 +315,7 @@ export class UpstreamConnection implements BodySource {
       return 1;
     }
     this.#headComplete = true;
+    this.#headTimer.set(Infinity);
     this.#keepAlive = shouldKeepAlive;
     const body = new WireBody(this);
     this.#body = body;
@@ -386,7 +401,7 @@ export class UpstreamConnection implements BodySource {
     this.#detachRequest();
     this.#state = CLOSED;
     if (this.#connectTimer) clearTimeout(this.#connectTimer);
-    this.#bodyTimer.clear();
+    this.#bodyWatch.stop();
     // The head timer too: armed, it would keep this closed connection (and its parser) alive until it fires.
     this.#headTimer.clear();
     this.#idleTimer.clear();
@@ -434,7 +449,6 @@ export class UpstreamConnection implements BodySource {
       ok = socket.write('\r\n', 'latin1');
       socket.uncork();
     }
-    this.#bodyTimer.refresh();
     if (!ok) {
       (request.body as Readable).pause();
       this.#socket.once('drain', this.#onSocketDrain);

@@ -45,10 +45,18 @@ export interface WireRequestOptions {
   readonly body: Buffer | Readable | null;
   /** Abort: the connection in use is destroyed (never reused); the promise rejects / the body fails with signal.reason. */
   readonly signal?: AbortWatch | undefined;
-  /** Longest silence while waiting for/reading the response body; 0 disables. */
+  /** Longest silence while waiting for/reading the response body (met up to a quarter of it late); 0 disables. */
   readonly bodyIdleTimeoutMs: number;
-  /** Until the response head arrives, from when the request is sent (a wait for a free connection counts too; connecting has its own deadline); 0 or absent disables. */
+  /**
+   * Until the response head arrives, from `startedAt` or else from when the request is sent (a wait
+   * for a free connection counts too; connecting has its own deadline); 0 or absent disables.
+   */
   readonly headersTimeoutMs?: number;
+  /**
+   * When the headers timeout counts from, a performance.now() time the caller already read (the
+   * exchange's start): the connection then needs no clock reading per request.
+   */
+  readonly startedAt?: number | undefined;
 }
 
 /**
@@ -126,6 +134,7 @@ export class PendingRequest implements RequestOnConnection {
   readonly isHead: boolean;
   readonly bodyIdleTimeoutMs: number;
   readonly headersTimeoutMs: number;
+  readonly startedAt: number;
   readonly signal: AbortWatch | undefined;
   /**
    * The signal's listener: a function, not this object with a `handleEvent`. Node wraps an object
@@ -165,6 +174,7 @@ export class PendingRequest implements RequestOnConnection {
     this.isHead = method === 'HEAD';
     this.bodyIdleTimeoutMs = options.bodyIdleTimeoutMs;
     this.headersTimeoutMs = options.headersTimeoutMs ?? 0;
+    this.startedAt = options.startedAt ?? Number.NaN;
     const signal = options.signal;
     this.signal = signal;
     this.onAbort = signal === undefined ? null : () => pool.abortRequest(this, signal.reason as Error);
