@@ -1,8 +1,11 @@
+import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DeadlineTimer, QuietWatch } from '../../sidecar/protocols/wire/lazy-timers.ts';
 
 beforeEach(() => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'] });
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
+  // The module reads perf_hooks' performance, which faking globalThis.performance would not reach.
+  vi.spyOn(performance, 'now').mockImplementation(() => Date.now());
 });
 afterEach(() => {
   vi.restoreAllMocks();
@@ -85,6 +88,19 @@ describe('QuietWatch', () => {
     expect(quiet).not.toHaveBeenCalled(); // 749 ms: 399 ms since the movement
     vi.advanceTimersByTime(101);
     expect(quiet).toHaveBeenCalledTimes(1); // 850 ms: met at most a quarter late
+    watch.stop();
+  });
+
+  it('atMost: calls onQuiet before the limit of silence is up, never more than a quarter before', () => {
+    const quiet = vi.fn();
+    const watch = new QuietWatch(() => 0, quiet, 'atMost');
+    watch.watch(400);
+    vi.advanceTimersByTime(150);
+    watch.restart(); // a release: the count starts again from here
+    vi.advanceTimersByTime(299);
+    expect(quiet).not.toHaveBeenCalled(); // 299 ms after the restart: under three quarters
+    vi.advanceTimersByTime(101);
+    expect(quiet).toHaveBeenCalledTimes(1); // at 350 ms after it (the look at 500), before 400
     watch.stop();
   });
 

@@ -4,6 +4,7 @@
  * integers (SipHash): ~250 instructions, and a small request used to make seven of them. Both timers
  * here keep one node timer per connection and do their work when it fires instead.
  */
+import { performance } from 'node:perf_hooks';
 
 /**
  * A deadline per request (a performance.now() time): setting one is a store. At most one node timer is
@@ -65,25 +66,37 @@ export class DeadlineTimer {
 const LOOKS = 4;
 
 /**
+ * How a QuietWatch meets its limit: `atLeast` after at least `ms` of silence and at most a quarter more
+ * (a timeout: never cut a peer early); `atMost` before `ms` of silence has passed, after at least three
+ * quarters of it (closing an idle pooled connection before the server's own keep-alive timeout does).
+ */
+export type QuietBound = 'atLeast' | 'atMost';
+
+/**
  * A silence limit that costs the request path nothing: every quarter of `ms` it reads a counter its
  * owner keeps anyway (a socket's bytes read and written) and calls `onQuiet` once the counter has not
- * moved for `ms` worth of looks. The last movement came at most one look before the look that saw it,
- * so the limit is never met early, and at most a quarter of it late: for limits in seconds (a body's
- * idle timeout), not for deadlines users set in milliseconds. `onQuiet` is called at every look while
- * the silence lasts; the owner decides whether it applies.
+ * moved for long enough. The last movement (or watch()/restart()) came at most one look before the
+ * look that saw it, so the silence counted in whole looks from that look is between the true silence
+ * less a look and the true silence: counting to `ms` is never early (`atLeast`), counting to `ms` less
+ * a look is never late (`atMost`). For limits in seconds, not for deadlines users set in milliseconds.
+ * `onQuiet` is called at every look while the silence lasts; the owner decides whether it applies.
  */
 export class QuietWatch {
   readonly #count: () => number;
   readonly #onQuiet: () => void;
+  readonly #bound: QuietBound;
+  /** Silence in whole looks at which `onQuiet` is called. */
+  #threshold = 0;
   #timer: NodeJS.Timeout | null = null;
   #ms = 0;
   #lookMs = 0;
   #quietMs = 0;
   #last = -1;
 
-  constructor(count: () => number, onQuiet: () => void) {
+  constructor(count: () => number, onQuiet: () => void, bound: QuietBound = 'atLeast') {
     this.#count = count;
     this.#onQuiet = onQuiet;
+    this.#bound = bound;
   }
 
   /** Counts silence from now, against `ms` (0: stops looking). No timer operation when `ms` is unchanged. */
@@ -92,8 +105,9 @@ export class QuietWatch {
       this.stop();
       this.#ms = ms;
       if (ms > 0) {
-        this.#lookMs = Math.max(1, Math.floor(ms / LOOKS));
-        this.#timer = setInterval(this.#look, this.#lookMs).unref();
+        const lookMs = (this.#lookMs = Math.max(1, Math.floor(ms / LOOKS)));
+        this.#threshold = this.#bound === 'atLeast' ? ms : ms - lookMs;
+        this.#timer = setInterval(this.#look, lookMs).unref();
       }
     }
     this.restart();
@@ -119,6 +133,6 @@ export class QuietWatch {
       return;
     }
     this.#quietMs += this.#lookMs;
-    if (this.#quietMs >= this.#ms) this.#onQuiet();
+    if (this.#quietMs >= this.#threshold) this.#onQuiet();
   };
 }

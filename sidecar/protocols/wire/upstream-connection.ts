@@ -5,11 +5,12 @@
  * reads top to bottom here. Every socket listener, timer and parser callback is per connection:
  * a request adds nothing to the socket but bytes.
  */
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { MeshletError } from '../../errors.ts';
-import { ConnectionTimer } from './connection-timer.ts';
 import { DeadlineTimer, QuietWatch } from './lazy-timers.ts';
 import { createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
@@ -104,10 +105,15 @@ export class UpstreamConnection implements BodySource {
   #headTimeoutMs = 0;
   #idleMs: number;
   /**
-   * Closes the connection after #idleMs in the pool: armed when it goes idle, never touched while it
-   * is busy. Not the socket's own timeout, which net refreshes on every read and every write.
+   * Closes the connection once idle in the pool for three quarters to all of #idleMs (never later: it
+   * must close before the server's keep-alive timeout does), counted from each release; looks every
+   * quarter of it, so a release is a restart of the count, not a timer operation.
    */
-  readonly #idleTimer = new ConnectionTimer(() => this.#onIdleTimeout());
+  readonly #idleWatch = new QuietWatch(
+    () => 0,
+    () => this.#onIdleTimeout(),
+    'atMost',
+  );
 
   constructor(owner: ConnectionOwner, socket: Socket, request: RequestOnConnection) {
     this.#owner = owner;
@@ -342,7 +348,7 @@ export class UpstreamConnection implements BodySource {
     if (serverMs < 0) return;
     const ms = Math.min(this.#owner.idleTimeoutMs, serverMs - KEEP_ALIVE_MARGIN_MS);
     if (ms <= 0) this.#keepAlive = false;
-    else this.#idleMs = ms; // the idle timer takes it the next time the connection goes idle
+    else this.#idleMs = ms; // the idle watch takes it the next time the connection goes idle
   }
 
   #onMessageComplete(): void {
@@ -379,11 +385,11 @@ export class UpstreamConnection implements BodySource {
   #release(): void {
     this.#state = IDLE;
     if (this.#readPaused) this.resumeReading();
-    this.#idleTimer.arm(this.#idleMs);
+    this.#idleWatch.watch(this.#idleMs);
     this.#owner.connectionIdle(this);
   }
 
-  /** Fired after #idleMs: only a connection still idle since then is closed (a busy one re-arms when released). */
+  /** Called at every look once #idleMs is (nearly) up since the last release: only a connection still idle is closed. */
   #onIdleTimeout(): void {
     if (this.#state === IDLE) this.close();
   }
@@ -404,7 +410,7 @@ export class UpstreamConnection implements BodySource {
     this.#bodyWatch.stop();
     // The head timer too: armed, it would keep this closed connection (and its parser) alive until it fires.
     this.#headTimer.clear();
-    this.#idleTimer.clear();
+    this.#idleWatch.stop();
     this.#socket.destroy();
     if (!this.#executing) this.#freeParser();
     this.#owner.connectionClosed(this, staleRace ? request : null);
