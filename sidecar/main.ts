@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `meshlet` command line: sidecar, demo, and the tools that grow around them. */
+import process from 'node:process';
 import { realpathSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfigFile, parseConfigEnvText, validateConfig } from './config/load.ts';

@@ -12,6 +12,7 @@
  * the interval's average, and a trim then stalled the first requests of the burst (~100 ms in a test
  * that started traffic half a second before a check; docs/performance.md, sixth session).
  */
+import process from 'node:process';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { z } from 'zod';
 

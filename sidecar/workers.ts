@@ -6,6 +6,7 @@
  * serving (bad port, bad certificate: restarting would only loop). Admin API and metrics are per
  * worker: each request to them is answered by whichever worker accepted the connection.
  */
+import process from 'node:process';
 import type { Cluster, Worker } from 'node:cluster';
 import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer } from '../node-http.ts';
 import type { Logger } from '../telemetry/logger.ts';

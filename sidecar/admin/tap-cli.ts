@@ -2,6 +2,8 @@
  * `meshlet tap`: prints a sidecar's live requests, one line each, until Ctrl-C. It reads the admin
  * API's `GET /tap` Server-Sent Events stream; filters are passed on as query parameters.
  */
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import type { TapEvent } from './tap.ts';

@@ -3,6 +3,7 @@
  * (`POST /v1/traces` for OTLP/HTTP JSON from any sidecar, `GET /traces`, `GET /traces/<id>`), and the
  * web dashboard (`GET /dashboard`) that shows them with the sidecar's state. No collector, no Jaeger.
  */
+import { Buffer } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';

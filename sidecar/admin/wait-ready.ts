@@ -3,6 +3,7 @@
  * before starting (or as a postStart hook) so the app's first calls do not fail while the sidecar is
  * still starting, the most common complaint about meshes.
  */
+import process from 'node:process';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { parseDuration } from '../config/duration.ts';

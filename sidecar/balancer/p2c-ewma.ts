@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
 import { currentLatency } from './peak-ewma.ts';
 import { mathRandomInt, type PickContext, type Picker, type RandomInt } from './types.ts';

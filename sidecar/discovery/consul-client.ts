@@ -2,6 +2,7 @@
  * The few Consul calls Meshlet makes, typed, over the `consul` npm client. The client's shipped types
  * omit options its code supports (`baseUrl`, `headers`, `timeout`, `ctx`), so they are declared here once.
  */
+import process from 'node:process';
 import { EventEmitter } from 'node:events';
 import Consul from 'consul';
 import type { ConsulConfig } from './consul-config.ts';

@@ -3,6 +3,7 @@
  * Address and token fall back to Consul's own environment variables (`CONSUL_HTTP_ADDR`,
  * `CONSUL_HTTP_TOKEN`), resolved when the client is built so `meshlet validate` shows what was written.
  */
+import process from 'node:process';
 import { z } from 'zod';
 import { duration } from '../config/duration.ts';
 

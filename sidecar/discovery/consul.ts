@@ -3,6 +3,7 @@
  * registration of its own instance (after listeners are bound, since ports may be OS-chosen) with
  * deregistration as the first step of shutdown.
  */
+import process from 'node:process';
 import { readFileSync } from 'node:fs';
 import type { MeshletConfig } from '../config/schema.ts';
 import { meshError } from '../errors.ts';

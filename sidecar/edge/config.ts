@@ -4,6 +4,7 @@
  * and handing each request to an HTTP upstream exactly as if it had been sent to that upstream's local
  * port (its routes, resilience layers and telemetry apply).
  */
+import process from 'node:process';
 import { z } from 'zod';
 import { duration } from '../config/duration.ts';
 import { host, listenPort, serviceName } from '../config/fields.ts';

@@ -7,6 +7,7 @@
  * the sidecar serves meanwhile. New certificates are swapped in with `setSecureContext`: the listener
  * keeps running and established connections keep theirs.
  */
+import { Buffer } from 'node:buffer';
 import type { WireReply } from '../protocols/wire/reply.ts';
 import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';

@@ -4,6 +4,7 @@
  * their SPIFFE identity verified like traffic is. The two tiny messages are encoded by hand:
  * HealthCheckRequest { string service = 1; } and HealthCheckResponse { ServingStatus status = 1; }.
  */
+import { Buffer } from 'node:buffer';
 import { constants, type IncomingHttpHeaders } from 'node:http2';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';

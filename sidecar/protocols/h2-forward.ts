@@ -4,6 +4,7 @@
  * bidirectional calls need), resolve when response headers arrive. Response trailers and
  * trailers-only responses are surfaced on the returned H2UpstreamResponse.
  */
+import { Buffer } from 'node:buffer';
 import { constants, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { EndpointState } from '../cluster/endpoint-state.ts';

@@ -3,6 +3,8 @@
  * only when a layer asks for it; until then the forward step sends the received fields straight from
  * llhttp's raw pairs (`relayedFields`), with the forwarding fields added the same way.
  */
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';

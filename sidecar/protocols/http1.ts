@@ -2,6 +2,7 @@
  * The HTTP/1.1 request path, top to bottom: build the exchange from the client's request, run it
  * through the layers down to an endpoint, stream the response back, report the outcome.
  */
+import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { MeshletError, meshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';

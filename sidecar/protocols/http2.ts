@@ -7,6 +7,7 @@
  * Served through node:http2's compatibility API, so one handler also answers HTTP/1.1 clients of an
  * `allowHTTP1` TLS listener (those get plain HTTP errors and no trailers).
  */
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import { WireBody, type BodySink } from './wire/response-body.ts';
 

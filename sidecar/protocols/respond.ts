@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { MeshletError, meshError } from '../errors.ts';
 
 /** What an error response is written to: node:http's ServerResponse (HTTP/2 compat) or the raw path's WireReply. */

@@ -5,6 +5,8 @@
  * both ways; any other answer is relayed and the connection closed; failures become proxy-made
  * responses written on the raw socket.
  */
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage, IncomingHttpHeaders } from 'node:http';
 import { STATUS_CODES, request as httpRequest } from '../node-http.ts';
 import type { Duplex } from 'node:stream';

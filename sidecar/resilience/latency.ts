@@ -3,6 +3,7 @@
  * the p2c_ewma balancer and telemetry read. A failed attempt counts as at least ten times the current
  * estimate, so an endpoint that fails fast does not look fast.
  */
+import { performance } from 'node:perf_hooks';
 import { currentLatency, recordLatency } from '../balancer/peak-ewma.ts';
 import { abortWatchOf, callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
 

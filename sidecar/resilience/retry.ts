@@ -7,6 +7,8 @@
  * What is retryable: a connect failure for any method (no byte was sent); for idempotent methods also
  * resets, timeouts and the configured statuses. A response being retried has its body drained.
  */
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isMeshError, meshError, MeshletError } from '../errors.ts';

@@ -3,6 +3,7 @@
  * ordinary requests with `Host: <upstream>`; each request goes to the named upstream exactly as if the
  * app had called that upstream's local port (its routes, layers and timeouts apply). Upgrades too.
  */
+import { Buffer } from 'node:buffer';
 import type { WireReply } from '../protocols/wire/reply.ts';
 import type { WireRequest } from '../protocols/wire/server-connection.ts';
 import type { Duplex } from 'node:stream';

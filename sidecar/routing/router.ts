@@ -8,6 +8,7 @@
  * Route-level layers (outermost first: route note, route timeout, fault injection) come from
  * `ROUTE_POLICIES`, the same factory-map pattern as the resilience chain.
  */
+import { Buffer } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { WireReply } from '../protocols/wire/reply.ts';
 import type { WireRequest } from '../protocols/wire/server-connection.ts';

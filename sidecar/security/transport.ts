@@ -3,6 +3,7 @@
  * trust bundle, and require the peer's SPIFFE ID to be the one expected for the upstream (a valid mesh
  * certificate of another service is not good enough). There is no plaintext fallback.
  */
+import { Buffer } from 'node:buffer';
 import type { OnReadOpts } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import { uriSans } from '../../certs/spiffe.ts';

@@ -4,6 +4,8 @@
  * last so it sits innermost, inbound context layer, flush on stop) and the access log when switched on.
  * Disabled features install nothing, so they cost nothing per request.
  */
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
 import type { Sidecar } from '../sidecar.ts';
 import { createAccessLog } from './access-log.ts';
 import { configuredOtlpEndpoint, DEFAULT_OTLP_TRACES_URL, type ExportCounters } from './trace-context.ts';

@@ -5,6 +5,7 @@
  * ambiguous Content-Length/Transfer-Encoding, bad chunking and oversized heads are errors exactly
  * as in node:http.
  */
+import { Buffer } from 'node:buffer';
 import { createRequire } from 'node:module';
 
 /** One llhttp parser instance. Callbacks are installed as numbered properties (see the k* constants). */

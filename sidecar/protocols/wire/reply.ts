@@ -4,6 +4,8 @@
  * with the first body bytes, so `writeHead` + `end(body)` is one syscall. A reply behind an earlier
  * pipelined one buffers its bytes until the connection makes it active.
  */
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES } from '../../node-http.ts';
 import type { Socket } from 'node:net';

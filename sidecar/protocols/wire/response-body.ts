@@ -4,6 +4,7 @@
  * discards them (resume). Bytes that arrive before anyone consumes are kept, and the connection stops
  * reading the socket until someone does, so memory stays bounded by one socket read.
  */
+import { Buffer } from 'node:buffer';
 /** Where pipeTo writes: a socket, a node:http ServerResponse, an HTTP/2 stream, or Meshlet's raw reply. */
 export interface BodySink {
   write(chunk: Buffer): boolean;

@@ -6,6 +6,8 @@
  * requests are handed over in order and answered in order; malformed or slow heads are answered here
  * (400, 408, 431) and never reach the handler.
  */
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';

@@ -5,6 +5,7 @@
  * One request per connection at a time; idle connections are reused LIFO (the warmest socket first);
  * requests beyond maxConnections wait FIFO.
  */
+import { Buffer } from 'node:buffer';
 import type { OnReadOpts, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
