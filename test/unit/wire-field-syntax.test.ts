@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { firstBadField, isFieldBlock, isFieldValue, isRequestTarget, isToken } from '../../sidecar/protocols/wire/field-syntax.ts';
+import { firstBadField, isFieldBlock, isFieldValue, isMethod, isRequestTarget, isToken } from '../../sidecar/protocols/wire/field-syntax.ts';
+import { METHODS } from '../../sidecar/protocols/wire/llhttp.ts';
 
 describe('field syntax of an HTTP/1.1 head', () => {
   it('accepts well-formed field lines, empty values, tabs and obs-text', () => {
@@ -39,5 +40,33 @@ describe('field syntax of an HTTP/1.1 head', () => {
     expect(firstBadField({ a: 'ok', d: ['fine', 'x\0'], e: 'x\ny' })).toEqual({ name: 'd', part: 'value' });
     expect(firstBadField({ n: 42, u: undefined, 'content-length': 'x\r\n', z: 'bad\r' }, (name) => name === 'content-length')).toEqual({ name: 'z', part: 'value' });
     expect(firstBadField({ a: 'ok', b: ['c', 'd'] })).toBeUndefined();
+  });
+});
+
+describe('the per-request line checks', () => {
+  /** Random strings over an alphabet of every character class the checks tell apart, 0-120 long. */
+  function randomStrings(count: number): string[] {
+    const alphabet = ['a', 'Z', '0', '/', '?', '%', '-', '~', '!', '"', '(', ' ', '\t', '\r', '\n', '\0', '\x7f', '\x80', 'é', '€'];
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    return Array.from({ length: count }, () => {
+      const length = Math.floor(next() * 121);
+      let text = '';
+      // Mostly visible ASCII, so long valid targets (the regex side of the loop's cut-off) occur too.
+      for (let i = 0; i < length; i++) text += next() < 0.97 ? alphabet[Math.floor(next() * 10)] : alphabet[Math.floor(next() * alphabet.length)];
+      return text;
+    });
+  }
+
+  it('isRequestTarget agrees with /^[\\x21-\\x7e]+$/ on either side of its loop cut-off', () => {
+    const strings = randomStrings(5000);
+    expect(strings.filter((s) => s.length > 48 && /^[\x21-\x7e]+$/.test(s)).length).toBeGreaterThan(50);
+    expect(strings.filter((s) => s.length <= 48 && /^[\x21-\x7e]+$/.test(s)).length).toBeGreaterThan(50);
+    for (const s of [...strings, '', '/', ' /', '/ ', '/\x7f']) expect(isRequestTarget(s), JSON.stringify(s)).toBe(/^[\x21-\x7e]+$/.test(s));
+  });
+
+  it('isMethod accepts every method the parser knows and agrees with isToken on anything else', () => {
+    for (const method of METHODS) expect(isMethod(method), method).toBe(true);
+    for (const s of [...randomStrings(2000), '', 'GET ', 'G(T', 'PURGE', 'x-custom']) expect(isMethod(s), JSON.stringify(s)).toBe(isToken(s));
   });
 });

@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import type { HeaderMap } from '../headers.ts';
 import type { AbortWatch } from '../exchange-abort.ts';
 import type { WireResponse } from './wire-response.ts';
-import { firstBadField, isFieldBlock, isRequestTarget, isToken } from './field-syntax.ts';
+import { firstBadField, isFieldBlock, isMethod, isRequestTarget } from './field-syntax.ts';
 import { type ConnectionOwner, headersTimeoutError, type RequestOnConnection, UpstreamConnection, wireError } from './upstream-connection.ts';
 
 export type { BodySink, WireBody } from './response-body.ts';
@@ -153,7 +153,7 @@ export class PendingRequest implements RequestOnConnection {
   /** Validates and serializes the head; throws UND_ERR_INVALID_ARG before any connection is touched. */
   constructor(pool: WirePool, options: WireRequestOptions, peer: string) {
     const { method, path, body, fields } = options;
-    if (!isToken(method)) throw invalidArg(`invalid method "${method}" for ${peer}`);
+    if (!isMethod(method)) throw invalidArg(`invalid method "${method}" for ${peer}`);
     if (!isRequestTarget(path)) throw invalidArg(`invalid request path "${path}" for ${peer}`);
     let lines: string;
     let declaredLength: string | string[] | undefined;
