@@ -6,7 +6,8 @@
  * The same limits cap concurrent retries (the retry layer asks before each retry).
  */
 import { meshError } from '../errors.ts';
-import { abortWatchOf, callForward, whenBodyCloses, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { type AttemptWatch, watchAttempts } from '../protocols/attempt-watch.ts';
+import { abortWatchOf, whenBodyCloses, type Forward } from '../protocols/exchange.ts';
 import type { AbortWatch } from '../protocols/exchange-abort.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { CircuitBreakerConfig } from './circuit-breaker-config.ts';
@@ -97,35 +98,32 @@ export interface CircuitBreakerDeps {
   readonly events: MeshEvents;
 }
 
-/** Builds the breaker layer around `next`, enforcing `limits` (built from the upstream's config). */
-export function createCircuitBreaker(limits: ConcurrencyLimits, next: Forward, deps: CircuitBreakerDeps): Forward {
+/** The breaker as an attempt watch enforcing `limits` (it shares its promise with the watches next to it). */
+export function circuitBreakerWatch(limits: ConcurrencyLimits, deps: CircuitBreakerDeps): AttemptWatch {
   const { upstream, events } = deps;
   // Shared by every attempt: no closure per request on the common path (a slot free at once).
   const release = (): void => limits.release();
-  const holdUntilBodyEnds = (response: UpstreamResponse): UpstreamResponse => {
-    whenBodyCloses(response.body, release);
-    return response;
+  return {
+    start(x) {
+      if (limits.overRequestLimit()) {
+        events.emit('breakerRejected', { upstream, reason: 'circuit_open' });
+        throw meshError('CIRCUIT_OPEN', `upstream "${upstream}" has ${limits.onWire + limits.pending} requests in flight, its maxRequests limit`);
+      }
+      const waiting = limits.acquire(abortWatchOf(x), upstream);
+      return waiting?.catch((err: unknown) => {
+        if (!abortWatchOf(x).aborted) events.emit('breakerRejected', { upstream, reason: 'overflow' });
+        throw err;
+      });
+    },
+    // The slot is held until the body is done, like the HTTP/1 connection it stands for.
+    response(_x, response) {
+      whenBodyCloses(response.body, release);
+    },
+    failure: release,
   };
-  const releaseOnFailure = (err: unknown): never => {
-    limits.release();
-    throw err;
-  };
-  const forwardHoldingSlot = (x: ProxyExchange): Promise<UpstreamResponse> => callForward(next, x).then(holdUntilBodyEnds, releaseOnFailure);
-  async function afterWaiting(x: ProxyExchange, waiting: Promise<void>): Promise<UpstreamResponse> {
-    try {
-      await waiting;
-    } catch (err) {
-      if (!abortWatchOf(x).aborted) events.emit('breakerRejected', { upstream, reason: 'overflow' });
-      throw err;
-    }
-    return forwardHoldingSlot(x);
-  }
-  return function breaker(x: ProxyExchange): Promise<UpstreamResponse> {
-    if (limits.overRequestLimit()) {
-      events.emit('breakerRejected', { upstream, reason: 'circuit_open' });
-      return Promise.reject(meshError('CIRCUIT_OPEN', `upstream "${upstream}" has ${limits.onWire + limits.pending} requests in flight, its maxRequests limit`));
-    }
-    const waiting = limits.acquire(abortWatchOf(x), upstream);
-    return waiting ? afterWaiting(x, waiting) : forwardHoldingSlot(x);
-  };
+}
+
+/** The breaker as a layer of its own around `next`. */
+export function createCircuitBreaker(limits: ConcurrencyLimits, next: Forward, deps: CircuitBreakerDeps): Forward {
+  return watchAttempts([circuitBreakerWatch(limits, deps)], next);
 }

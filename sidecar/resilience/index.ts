@@ -4,7 +4,9 @@
  *   rateLimit -> hashKey -> sticky -> retry -> circuitBreaker -> outlierDetection -> latency -> (telemetry) -> forward
  *
  * Per-request policies sit outside the retry layer; per-attempt ones inside it, so each attempt takes a
- * breaker slot, feeds outlier detection and the latency EWMA. A policy whose config turns it off is
+ * breaker slot, feeds outlier detection and the latency EWMA. Those three are attempt watches
+ * (protocols/attempt-watch.ts): bookkeeping around one shared promise per attempt rather than a
+ * layer, and a promise, each. A policy whose config turns it off is
  * left out of the chain rather than run as a no-op. Active health checks and listener connection
  * limits are not layers: `installResilience` registers the checkers as upstream tasks (the sidecar
  * starts them once listeners are bound or a reload adds the upstream, and stops them on removal and
@@ -12,16 +14,17 @@
  * breakers' counters, the retry budgets and each endpoint's health-check streak.
  */
 import { sendJson } from '../admin/server.ts';
-import { composeLayers, type Forward, type ForwardLayer } from '../protocols/exchange.ts';
+import { type ChainLink, composeChain } from '../protocols/attempt-watch.ts';
+import type { Forward, ForwardLayer } from '../protocols/exchange.ts';
 import type { Sidecar, UpstreamLayerContext } from '../sidecar.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import { createHashKey, createSticky } from './affinity.ts';
-import { ConcurrencyLimits, createCircuitBreaker } from './circuit-breaker.ts';
+import { ConcurrencyLimits, circuitBreakerWatch } from './circuit-breaker.ts';
 import type { ConnectionGateOptions } from './connection-limit.ts';
 import { HealthChecker } from './health-check.ts';
-import { createLatencyFeed } from './latency.ts';
+import { latencyWatch } from './latency.ts';
 import { OutlierDetector } from './outlier-detector.ts';
-import { createOutlierDetection } from './outlier-detection.ts';
+import { outlierWatch } from './outlier-detection.ts';
 import { createRateLimit } from './rate-limit.ts';
 import type { ConnectionLimitConfig } from './rate-limit-config.ts';
 import { createRetry } from './retry.ts';
@@ -34,8 +37,11 @@ interface UpstreamPolicyState {
   readonly runtime: ResilienceRuntime;
 }
 
-/** Builds one policy's layer for an upstream, or undefined when its config leaves it off. */
-type PolicyFactory = (state: UpstreamPolicyState) => ForwardLayer | undefined;
+/**
+ * Builds one policy's link for an upstream (a layer, or a watch that shares its promise with the watches
+ * next to it), or undefined when its config leaves it off.
+ */
+type PolicyFactory = (state: UpstreamPolicyState) => ChainLink | undefined;
 
 /** The policies by name; `OUTBOUND_ORDER` says how they nest. */
 export const OUTBOUND_POLICIES = {
@@ -60,14 +66,13 @@ export const OUTBOUND_POLICIES = {
     runtime.budgets.set(ctx.upstream.name, budget);
     return (next) => createRetry(conf, next, { upstream: ctx.upstream.name, events: ctx.events, budget, limits, requestTimeoutMs: ctx.upstream.timeouts.request });
   },
-  circuitBreaker: ({ ctx, limits }) => limits && ((next) => createCircuitBreaker(limits, next, { upstream: ctx.upstream.name, events: ctx.events })),
+  circuitBreaker: ({ ctx, limits }) => limits && circuitBreakerWatch(limits, { upstream: ctx.upstream.name, events: ctx.events }),
   outlierDetection: ({ ctx, runtime: { timers } }) => {
     const conf = ctx.upstream.outlierDetection;
     if (!conf.enabled) return undefined;
-    const detector = new OutlierDetector(conf);
-    return (next) => createOutlierDetection(detector, next, { upstream: ctx.upstream.name, cluster: ctx.cluster, events: ctx.events, log: ctx.log, timers });
+    return outlierWatch(new OutlierDetector(conf), { upstream: ctx.upstream.name, cluster: ctx.cluster, events: ctx.events, log: ctx.log, timers });
   },
-  latency: () => createLatencyFeed,
+  latency: () => latencyWatch,
 } as const satisfies Record<string, PolicyFactory>;
 
 export type PolicyName = keyof typeof OUTBOUND_POLICIES;
@@ -89,12 +94,12 @@ export function buildOutboundChain(ctx: UpstreamLayerContext, runtime: Resilienc
   if (limits) runtime.breakers.set(ctx.upstream.name, limits);
   else runtime.breakers.delete(ctx.upstream.name);
   const state: UpstreamPolicyState = { ctx, limits, runtime };
-  const layers: ForwardLayer[] = [];
+  const links: ChainLink[] = [];
   for (const name of OUTBOUND_ORDER) {
-    const layer = (OUTBOUND_POLICIES[name] as PolicyFactory)(state);
-    if (layer) layers.push(layer);
+    const link = (OUTBOUND_POLICIES[name] as PolicyFactory)(state);
+    if (link) links.push(link);
   }
-  return (next: Forward) => composeLayers(layers, next);
+  return (next: Forward) => composeChain(links, next);
 }
 
 /** Listener options for a connection limit, refusals announced as `rateLimited` events. */

@@ -5,30 +5,26 @@
  */
 import { performance } from 'node:perf_hooks';
 import { currentLatency, recordLatency } from '../balancer/peak-ewma.ts';
-import { abortWatchOf, callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { type AttemptWatch, watchAttempts } from '../protocols/attempt-watch.ts';
+import { abortWatchOf, type Forward } from '../protocols/exchange.ts';
 
 const FAILURE_PENALTY = 10;
 
-/** Builds the latency layer around `next`. */
+/** The latency feed as an attempt watch (it shares its promise with the watches next to it). */
+export const latencyWatch: AttemptWatch = {
+  response(_x, response, attempt) {
+    const now = performance.now();
+    recordLatency(response.endpoint, now - attempt.startedAt, now);
+  },
+  failure(x, _err, attempt) {
+    if (attempt === undefined || x.tried.length <= attempt.triedBefore || abortWatchOf(x).aborted) return;
+    const state = x.tried[x.tried.length - 1]!;
+    const now = performance.now();
+    recordLatency(state, Math.max(now - attempt.startedAt, FAILURE_PENALTY * currentLatency(state, now)), now);
+  },
+};
+
+/** The latency feed as a layer of its own around `next`. */
 export function createLatencyFeed(next: Forward): Forward {
-  // A promise chain rather than an async function: one fewer frame and promise per attempt.
-  return function latencyFeed(x: ProxyExchange): Promise<UpstreamResponse> {
-    const started = performance.now();
-    const triedBefore = x.tried.length;
-    return callForward(next, x).then(
-      (response) => {
-        const now = performance.now();
-        recordLatency(response.endpoint, now - started, now);
-        return response;
-      },
-      (err: unknown) => {
-        if (x.tried.length > triedBefore && !abortWatchOf(x).aborted) {
-          const state = x.tried[x.tried.length - 1]!;
-          const now = performance.now();
-          recordLatency(state, Math.max(now - started, FAILURE_PENALTY * currentLatency(state, now)), now);
-        }
-        throw err;
-      },
-    );
-  };
+  return watchAttempts([latencyWatch], next);
 }

@@ -1,5 +1,5 @@
 /**
- * The outlier detection layer: watches each attempt's outcome (5xx, connect failure, reset, timeout
+ * Outlier detection: watches each attempt's outcome (5xx, connect failure, reset, timeout
  * count as failures; client aborts do not) and feeds the OutlierDetector, which ejects endpoints by
  * setting `ejectedUntil` (the cluster's pick skips them). Ejections and returns are announced as
  * `outlier` events.
@@ -7,7 +7,8 @@
 import { isMeshError } from '../errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { EndpointState } from '../cluster/endpoint-state.ts';
-import { abortWatchOf, callForward, type Forward, type ProxyExchange, type UpstreamResponse } from '../protocols/exchange.ts';
+import { type AttemptWatch, watchAttempts } from '../protocols/attempt-watch.ts';
+import { abortWatchOf, type Forward } from '../protocols/exchange.ts';
 import type { MeshEvents } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { OutlierDetector } from './outlier-detector.ts';
@@ -21,8 +22,8 @@ export interface OutlierDeps {
   readonly timers: Set<NodeJS.Timeout>;
 }
 
-/** Builds the outlier layer around `next`, reporting to `detector`. */
-export function createOutlierDetection(detector: OutlierDetector, next: Forward, deps: OutlierDeps): Forward {
+/** Outlier detection as an attempt watch reporting to `detector` (it shares its promise with the watches next to it). */
+export function outlierWatch(detector: OutlierDetector, deps: OutlierDeps): AttemptWatch {
   const { upstream, cluster, events, log, timers } = deps;
 
   function failed(state: EndpointState): void {
@@ -40,20 +41,20 @@ export function createOutlierDetection(detector: OutlierDetector, next: Forward,
     timers.add(timer);
   }
 
-  const judgeResponse = (response: UpstreamResponse): UpstreamResponse => {
-    if (response.statusCode >= 500) failed(response.endpoint);
-    else detector.success(response.endpoint);
-    return response;
-  };
-
-  // A promise chain rather than an async function: one fewer frame and promise per attempt.
-  return function outlierWatch(x: ProxyExchange): Promise<UpstreamResponse> {
-    const triedBefore = x.tried.length;
-    return callForward(next, x).then(judgeResponse, (err: unknown) => {
+  return {
+    response(_x, response) {
+      if (response.statusCode >= 500) failed(response.endpoint);
+      else detector.success(response.endpoint);
+    },
+    failure(x, err, attempt) {
       const upstreamFault = isMeshError(err, 'UPSTREAM_CONNECT') || isMeshError(err, 'UPSTREAM_RESET') || isMeshError(err, 'UPSTREAM_TIMEOUT');
       // Only when this attempt reached an endpoint, and not because our own client went away.
-      if (upstreamFault && x.tried.length > triedBefore && !abortWatchOf(x).aborted) failed(x.tried[x.tried.length - 1]!);
-      throw err;
-    });
+      if (upstreamFault && attempt !== undefined && x.tried.length > attempt.triedBefore && !abortWatchOf(x).aborted) failed(x.tried[x.tried.length - 1]!);
+    },
   };
+}
+
+/** Outlier detection as a layer of its own around `next`. */
+export function createOutlierDetection(detector: OutlierDetector, next: Forward, deps: OutlierDeps): Forward {
+  return watchAttempts([outlierWatch(detector, deps)], next);
 }
