@@ -52,7 +52,7 @@ export function createRetry(conf: RetryConfig, next: Forward, deps: RetryDeps): 
     // A live stream body (HTTP/2, gRPC streaming calls) is never buffered: the client may wait for
     // responses before it ends. Only a connect failure retries it, since the body is untouched until
     // the upstream session is up (protocols/h2-forward.ts).
-    const streaming = x.notes.get(STREAMING_BODY_NOTE) === true && x.body !== null && !Buffer.isBuffer(x.body);
+    const streaming = x.body !== null && !Buffer.isBuffer(x.body) && x.notes.get(STREAMING_BODY_NOTE) === true;
     const deadline = requestTimeoutMs > 0 ? x.startedAt + requestTimeoutMs : Infinity;
     if (!streaming && x.body !== null && !Buffer.isBuffer(x.body)) return bufferThenAttempt(x, idempotent, deadline);
     // Most requests have no body: the first attempt is a promise chain (no async frame, no buffering),
