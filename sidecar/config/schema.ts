@@ -32,8 +32,8 @@ const timeoutsSchema = z
   .strictObject({
     connect: duration(DEFAULT_CONNECT_TIMEOUT_MS, 'Time allowed to open a connection to an endpoint'),
     request: duration(DEFAULT_REQUEST_TIMEOUT_MS, 'Time allowed for the whole exchange until response headers arrive, across all retries; 0 disables'),
-    idle: duration(DEFAULT_IDLE_TIMEOUT_MS, 'A connection (client side or TCP pipe) with no bytes for this long is closed'),
-    poolIdle: duration(DEFAULT_POOL_IDLE_MS, 'Pooled upstream connections unused this long are closed'),
+    idle: duration(DEFAULT_IDLE_TIMEOUT_MS, 'A connection (client side or TCP pipe) or response body with no bytes for this long is closed (checked every quarter of it: up to a quarter later, never earlier)'),
+    poolIdle: duration(DEFAULT_POOL_IDLE_MS, 'Pooled upstream connections unused this long are closed (after three quarters to all of it, never later)'),
   })
   .default({
     connect: DEFAULT_CONNECT_TIMEOUT_MS,
