@@ -4,6 +4,7 @@
  * integers (SipHash): ~250 instructions, and a small request used to make seven of them. Both timers
  * here keep one node timer per connection and do their work when it fires instead.
  */
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 
 /**
@@ -62,6 +63,11 @@ export class DeadlineTimer {
   };
 }
 
+/** Bytes a socket has read and been given to write: it moved if this did (a QuietWatch's counter for a connection). */
+export function socketBytes(socket: Socket): number {
+  return socket.bytesRead + (socket.bytesWritten ?? 0);
+}
+
 /** Looks per limit: how late a silence limit may be met, as a fraction of it. */
 const LOOKS = 4;
 
@@ -79,11 +85,12 @@ export type QuietBound = 'atLeast' | 'atMost';
  * look that saw it, so the silence counted in whole looks from that look is between the true silence
  * less a look and the true silence: counting to `ms` is never early (`atLeast`), counting to `ms` less
  * a look is never late (`atMost`). For limits in seconds, not for deadlines users set in milliseconds.
- * `onQuiet` is called at every look while the silence lasts; the owner decides whether it applies.
+ * `onQuiet` is called at every look while the silence lasts, with the silence counted so far; the
+ * owner decides whether it applies.
  */
 export class QuietWatch {
   readonly #count: () => number;
-  readonly #onQuiet: () => void;
+  readonly #onQuiet: (quietMs: number) => void;
   readonly #bound: QuietBound;
   /** Silence in whole looks at which `onQuiet` is called. */
   #threshold = 0;
@@ -93,7 +100,7 @@ export class QuietWatch {
   #quietMs = 0;
   #last = -1;
 
-  constructor(count: () => number, onQuiet: () => void, bound: QuietBound = 'atLeast') {
+  constructor(count: () => number, onQuiet: (quietMs: number) => void, bound: QuietBound = 'atLeast') {
     this.#count = count;
     this.#onQuiet = onQuiet;
     this.#bound = bound;
@@ -133,6 +140,6 @@ export class QuietWatch {
       return;
     }
     this.#quietMs += this.#lookMs;
-    if (this.#quietMs >= this.#threshold) this.#onQuiet();
+    if (this.#quietMs >= this.#threshold) this.#onQuiet(this.#quietMs);
   };
 }

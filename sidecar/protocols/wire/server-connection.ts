@@ -1,8 +1,8 @@
 /**
  * HTTP/1.1 served on one raw socket (net.Socket or tls.TLSSocket) with llhttp, without node:http's
  * IncomingMessage/ServerResponse streams. One parser per connection with its callbacks installed once;
- * a head timer armed only for a head that did not arrive whole, and one interval per connection for the
- * idle and keep-alive limits (see #lookForQuiet), so a request costs no timer operation. Pipelined
+ * a head timer armed only for a head that did not arrive whole, and one QuietWatch per connection for the
+ * idle and keep-alive limits (see #onQuiet), so a request costs no timer operation. Pipelined
  * requests are handed over in order and answered in order; malformed or slow heads are answered here
  * (400, 408, 431) and never reach the handler.
  */
@@ -15,6 +15,7 @@ import { meshError, type MeshletError } from '../../errors.ts';
 import { writeRawError } from '../upgrade.ts';
 import { HTTPParser, METHODS, createParser, releaseParser, kOnBody, kOnExecute, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { Fifo } from './fifo.ts';
+import { QuietWatch, socketBytes } from './lazy-timers.ts';
 import { WireReply, type ReplyChannel } from './reply.ts';
 import { ParsedRequest, RequestBody, scanHead, type HeadFacts } from './request.ts';
 
@@ -61,8 +62,6 @@ const kOnMessageBegin = (HTTPParser as unknown as { kOnMessageBegin: number }).k
 const MAX_QUEUED = 2;
 /** What kOnHeadersComplete returns to make llhttp stop after this head (execute() then fails with HPE_PAUSED). */
 const PAUSE_PARSER = 21;
-/** Looks per the shorter silence limit: how late a limit may be met, as a fraction of it (1/4). */
-const QUIET_LOOKS = 4;
 
 /** The keep-alive head lines for a timeout, in node:http's format: whole seconds, no hint when the timeout is off. */
 function keepAliveLinesFor(timeoutMs: number): string {
@@ -135,16 +134,16 @@ export class WireConnection implements ReplyChannel {
    */
   #headArmed = false;
   /**
-   * The idle and keep-alive limits, enforced by one interval per connection that looks at the socket's
-   * byte counters, instead of the socket's idle timeout and a keep-alive timer: node refreshed the first
-   * on every read and write and this server the second per request, and each refresh() reads the clock
-   * and looks its duration up in a dictionary (~1.9k instructions per request in all). See #lookForQuiet.
+   * The idle and keep-alive limits, enforced by one QuietWatch per connection over the socket's byte
+   * counters, set to the shorter limit, instead of the socket's idle timeout and a keep-alive timer:
+   * node refreshed the first on every read and write and this server the second per request, and each
+   * refresh() reads the clock and looks its duration up in a dictionary (~1.9k instructions per request
+   * in all). A limit is never met early, and at most a quarter of the shorter limit late. See #onQuiet.
    */
-  #quietTimer: NodeJS.Timeout | null = null;
-  #quietLookMs = 0;
-  /** Silence seen so far, in whole looks; reset when the byte counters move. */
-  #quietMs = 0;
-  #lastBytes = -1;
+  readonly #quiet = new QuietWatch(
+    () => socketBytes(this.socket),
+    (quietMs) => this.#onQuiet(quietMs),
+  );
   /**
    * The native parser reads the socket (consume): no Readable, 'data' event or next-tick per read,
    * ~10% of a small request's CPU. Anything off the plain request/response path (a pause, a parse
@@ -432,7 +431,7 @@ export class WireConnection implements ReplyChannel {
     if (this.#state === 'upgraded') return;
     this.#state = 'closed';
     this.#headTimer = this.#clearTimer(this.#headTimer);
-    this.#quietTimer = this.#clearInterval(this.#quietTimer);
+    this.#quiet.stop();
     const body = this.#body;
     this.#body = null;
     if (body !== null) {
@@ -561,7 +560,7 @@ export class WireConnection implements ReplyChannel {
     const socket = this.socket;
     for (const [event, listener] of this.#socketListeners()) socket.removeListener(event, listener);
     this.#headTimer = this.#clearTimer(this.#headTimer);
-    this.#quietTimer = this.#clearInterval(this.#quietTimer);
+    this.#quiet.stop();
     this.#leaveNative();
     releaseParser(this.#parser);
     // Like node:http: the new owner starts the flow by attaching its own 'data' listener or pipe.
@@ -610,38 +609,23 @@ export class WireConnection implements ReplyChannel {
     else this.#headTimer.refresh();
   }
 
-  /** (Re)starts the looks for silence at a quarter of the shorter limit; none when both are off. */
+  /** (Re)starts counting silence against the shorter limit; no looks when both are off. */
   #startQuietLooks(): void {
-    this.#quietTimer = this.#clearInterval(this.#quietTimer);
     const { idleTimeoutMs, keepAliveTimeoutMs } = this.#options;
     const shorter = Math.min(idleTimeoutMs > 0 ? idleTimeoutMs : Infinity, keepAliveTimeoutMs > 0 ? keepAliveTimeoutMs : Infinity);
-    if (shorter === Infinity) return;
-    this.#quietLookMs = Math.max(1, Math.floor(shorter / QUIET_LOOKS));
-    this.#quietMs = 0;
-    this.#lastBytes = -1;
-    this.#quietTimer = setInterval(this.#lookForQuiet, this.#quietLookMs).unref();
+    this.#quiet.watch(shorter === Infinity ? 0 : shorter);
   }
 
   /**
-   * One look: a connection whose byte counters moved since the last look is not quiet. The last byte
-   * came at most one look before the look that saw it move, so after n quiet looks the connection has
-   * been silent at least n looks' time: a limit is never met early, and at most one look late. Idle
-   * applies in every state (a closing connection whose client stopped reading is cut too); keep-alive
-   * only to an open connection with no request in progress.
+   * The connection has been silent `quietMs` (at least the shorter limit). Idle applies in every state
+   * (a closing connection whose client stopped reading is cut too); keep-alive only to an open
+   * connection with no request in progress.
    */
-  readonly #lookForQuiet = (): void => {
-    const socket = this.socket;
-    const bytes = socket.bytesRead + (socket.bytesWritten ?? 0);
-    if (bytes !== this.#lastBytes) {
-      this.#lastBytes = bytes;
-      this.#quietMs = 0;
-      return;
-    }
-    const quiet = (this.#quietMs += this.#quietLookMs);
+  #onQuiet(quietMs: number): void {
     const { idleTimeoutMs, keepAliveTimeoutMs } = this.#options;
-    if (idleTimeoutMs > 0 && quiet >= idleTimeoutMs) socket.destroy();
-    else if (keepAliveTimeoutMs > 0 && quiet >= keepAliveTimeoutMs && this.#state === 'open' && this.#phase === 'idle' && this.#replies.length === 0 && this.#upgrade === null) socket.destroy();
-  };
+    if (idleTimeoutMs > 0 && quietMs >= idleTimeoutMs) this.socket.destroy();
+    else if (keepAliveTimeoutMs > 0 && quietMs >= keepAliveTimeoutMs && this.#state === 'open' && this.#phase === 'idle' && this.#replies.length === 0 && this.#upgrade === null) this.socket.destroy();
+  }
 
   /** Fires headTimeoutMs after the latest head started; only a head still incomplete is late. */
   readonly #onHeadTimeout = (): void => {
@@ -652,11 +636,6 @@ export class WireConnection implements ReplyChannel {
 
   #clearTimer(timer: NodeJS.Timeout | null): null {
     if (timer !== null) clearTimeout(timer);
-    return null;
-  }
-
-  #clearInterval(timer: NodeJS.Timeout | null): null {
-    if (timer !== null) clearInterval(timer);
     return null;
   }
 }

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { MeshletError } from '../../errors.ts';
-import { DeadlineTimer, QuietWatch } from './lazy-timers.ts';
+import { DeadlineTimer, QuietWatch, socketBytes } from './lazy-timers.ts';
 import { createParser, releaseParser, kOnBody, kOnHeaders, kOnHeadersComplete, kOnMessageComplete, type LlhttpError, type LlhttpParser } from './llhttp.ts';
 import { type BodySource, WireBody } from './response-body.ts';
 import { WireResponse } from './wire-response.ts';
@@ -97,12 +97,11 @@ export class UpstreamConnection implements BodySource {
    * every quarter of the limit, not a timer refreshed per chunk read or written (lazy-timers.ts).
    */
   readonly #bodyWatch = new QuietWatch(
-    () => this.#socket.bytesRead + (this.#socket.bytesWritten ?? 0),
+    () => socketBytes(this.#socket),
     () => this.#onBodyTimeout(),
   );
   /** The response head's deadline: a store per request, one timer for the connection (lazy-timers.ts). */
   readonly #headTimer = new DeadlineTimer(() => this.#onHeadTimeout());
-  #headTimeoutMs = 0;
   #idleMs: number;
   /**
    * Closes the connection once idle in the pool for three quarters to all of #idleMs (never later: it
@@ -145,7 +144,6 @@ export class UpstreamConnection implements BodySource {
     this.#keepAlive = false;
     this.#bodyWatch.watch(request.bodyIdleTimeoutMs);
     const headMs = request.headersTimeoutMs;
-    this.#headTimeoutMs = headMs;
     if (headMs > 0) {
       const started = request.startedAt;
       if (Number.isNaN(started)) this.#headTimer.set(performance.now() + headMs);
@@ -229,8 +227,9 @@ export class UpstreamConnection implements BodySource {
   }
 
   #onHeadTimeout(): void {
-    if (this.#state !== BUSY || this.#headComplete || this.#request === null) return;
-    this.#fail(headersTimeoutError(this.#owner.peer, this.#headTimeoutMs), false);
+    const request = this.#request;
+    if (this.#state !== BUSY || this.#headComplete || request === null) return;
+    this.#fail(headersTimeoutError(this.#owner.peer, request.headersTimeoutMs), false);
   }
 
   #onBodyTimeout(): void {
