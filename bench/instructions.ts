@@ -18,7 +18,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { meshletConfig, nginxBackend, SMALL_PATH } from './lib/configs.ts';
+import { meshletCa, meshletConfig, meshletPairConfigs, nginxBackend, SMALL_PATH } from './lib/configs.ts';
 import { type InstructionSummary, summarizeInstructions } from './lib/callgrind-summary.ts';
 import { runLoad } from './lib/load.ts';
 import { checkoutSpec, freePort, runPinned, start, stop, toolSetup, waitForPort } from './lib/procs.ts';
@@ -134,28 +134,11 @@ const oneHop: Setup = async (port, label, _main, sidecarArgs) => ({
   ),
 });
 
-/** The configs of a mTLS pair as bench/run.ts starts it: outbound `bench-app` -> inbound `backend` -> the backend. */
+/** The configs of a mTLS pair as bench/run.ts starts it, with a CA of the checkout's own. */
 async function pairConfigs(label: string, main: string, outboundPort: number, inboundPort: number): Promise<{ outbound: string; inbound: string }> {
-  const caDir = join(dir, `ca-${label}`);
-  execFileSync(process.execPath, [main, 'ca', 'init', '--dir', caDir], { stdio: 'pipe', timeout: 60_000 });
-  const security = { mtls: true, ca: { dir: caDir } };
-  const logging = { level: 'warn', accessLog: false };
-  const inbound = meshletConfig(dir, `meshlet-${label}-in`, {
-    service: { name: 'backend', port: backendPort },
-    inbound: { address: '127.0.0.1', port: inboundPort },
-    admin: { port: await freePort() },
-    logging,
-    security,
-  });
-  const outbound = meshletConfig(dir, `meshlet-${label}-out`, {
-    service: { name: 'bench-app', port: backendPort },
-    inbound: { address: '127.0.0.1', port: await freePort() },
-    admin: { port: await freePort() },
-    logging,
-    upstreams: [{ name: 'backend', port: outboundPort, endpoints: [{ address: '127.0.0.1', port: inboundPort }] }],
-    security,
-  });
-  return { outbound, inbound };
+  const security = await meshletCa(main, join(dir, `ca-${label}`));
+  const ports = { outbound: outboundPort, outboundInbound: await freePort(), outboundAdmin: await freePort(), inbound: inboundPort, inboundAdmin: await freePort(), backend: backendPort };
+  return meshletPairConfigs(dir, { outbound: `meshlet-${label}-out`, inbound: `meshlet-${label}-in` }, ports, security);
 }
 
 /** Counts the inbound sidecar (mTLS in, plain to the backend); the load enters through its outbound peer. */

@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { floorPairArgs, haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshletConfig, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
+import { floorPairArgs, haproxy, haproxyThreads, haproxyTlsPair, LARGE_PATH, makeCerts, meshletCa, meshletConfig, meshletPairConfigs, nginxBackend, nginxProxy, SMALL_PATH } from './lib/configs.ts';
 import { h2load, h2loadErrorCount } from './lib/h2load.ts';
 import { freePort, killAll, pinnedArgv, rssBytes, rssTreeBytes, run, start, stop, waitForPort, type Proc } from './lib/procs.ts';
 import { renderMarkdown, type BenchReport, type RunRecord, type TargetInfo, type WorkloadInfo } from './lib/report.ts';
@@ -76,13 +76,11 @@ async function meshletMtls(dir: string): Promise<{ security: Record<string, unkn
   const { configSchema } = await import('../sidecar/config/schema.ts');
   const shape = (configSchema as unknown as { shape: Record<string, unknown> }).shape;
   if (!('security' in shape)) return { reason: 'not in the config schema yet: two hops run plaintext' };
-  const caDir = join(dir, 'meshlet-ca');
   try {
-    await run(process.execPath, [join(ROOT, 'sidecar', 'main.ts'), 'ca', 'init', '--dir', caDir], 60_000);
+    return { security: await meshletCa(join(ROOT, 'sidecar', 'main.ts'), join(dir, 'meshlet-ca')) };
   } catch (err) {
     return { reason: `meshlet ca init failed, two hops run plaintext: ${(err as Error).message.split('\n')[0]}` };
   }
-  return { security: { mtls: true, ca: { dir: caDir } } };
 }
 
 /** True when this checkout's config has the `workers` setting (node:cluster). */
@@ -243,19 +241,12 @@ async function main(): Promise<void> {
   const mtls = await meshletMtls(workDir);
   const mtlsOn = 'security' in mtls;
   const security = mtlsOn ? { security: mtls.security } : {};
-  const hopB = meshletConfig(workDir, 'meshlet-hop-b', {
-    service: { name: 'backend', port: port.backend },
-    inbound: { address: '127.0.0.1', port: port.hopB },
-    admin: { port: port.hopBAdmin },
-    ...security,
-  });
-  const hopA = meshletConfig(workDir, 'meshlet-hop-a', {
-    service: { name: 'bench-app', port: port.backend },
-    inbound: { address: '127.0.0.1', port: port.hopAInbound },
-    admin: { port: port.hopAAdmin },
-    upstreams: [upstream('backend', port.hopA, port.hopB)],
-    ...security,
-  });
+  const { outbound: hopA, inbound: hopB } = meshletPairConfigs(
+    workDir,
+    { outbound: 'meshlet-hop-a', inbound: 'meshlet-hop-b' },
+    { outbound: port.hopA, outboundInbound: port.hopAInbound, outboundAdmin: port.hopAAdmin, inbound: port.hopB, inboundAdmin: port.hopBAdmin, backend: port.backend },
+    mtlsOn ? mtls.security : undefined,
+  );
   // The same warm-up for what only mTLS sidecars load (credentials, the CA client).
   const warmUpMtls = launch('meshlet-warm-up-mtls', PROXY_CPU, node, meshletArgs(hopB));
   await waitForPort(port.hopB, 'meshlet mTLS (compile cache warm-up)');

@@ -254,3 +254,42 @@ export function meshletConfig(dir: string, name: string, config: Record<string, 
   writeFileSync(file, JSON.stringify({ ...config, logging: { level: 'warn', accessLog: false } }, null, 2));
   return file;
 }
+
+/** A local CA made by a checkout's `meshlet ca init` (`main`: its sidecar/main.ts), as a config's `security`. */
+export async function meshletCa(main: string, caDir: string): Promise<Record<string, unknown>> {
+  await run(process.execPath, [main, 'ca', 'init', '--dir', caDir], 60_000);
+  return { mtls: true, ca: { dir: caDir } };
+}
+
+/** Ports of a Meshlet pair: the outbound sidecar's upstream listener, inbound and admin; the inbound sidecar's inbound and admin. */
+export interface MeshletPairPorts {
+  readonly outbound: number;
+  readonly outboundInbound: number;
+  readonly outboundAdmin: number;
+  readonly inbound: number;
+  readonly inboundAdmin: number;
+  readonly backend: number;
+}
+
+/**
+ * The configs of a Meshlet pair as the bench runs it: the outbound sidecar of `bench-app` with an
+ * upstream `backend` at the inbound sidecar of `backend`, which serves the backend; `security` on both
+ * (mTLS between them) when given.
+ */
+export function meshletPairConfigs(dir: string, names: { readonly outbound: string; readonly inbound: string }, port: MeshletPairPorts, security?: Record<string, unknown>): { outbound: string; inbound: string } {
+  const secured = security ? { security } : {};
+  const inbound = meshletConfig(dir, names.inbound, {
+    service: { name: 'backend', port: port.backend },
+    inbound: { address: '127.0.0.1', port: port.inbound },
+    admin: { port: port.inboundAdmin },
+    ...secured,
+  });
+  const outbound = meshletConfig(dir, names.outbound, {
+    service: { name: 'bench-app', port: port.backend },
+    inbound: { address: '127.0.0.1', port: port.outboundInbound },
+    admin: { port: port.outboundAdmin },
+    upstreams: [{ name: 'backend', port: port.outbound, protocol: 'http', endpoints: [{ address: '127.0.0.1', port: port.inbound }] }],
+    ...secured,
+  });
+  return { outbound, inbound };
+}
